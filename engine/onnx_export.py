@@ -1,0 +1,159 @@
+"""Export of SAM's prompt encoder + mask decoder to ONNX for the browser.
+
+Our own traceable wrapper instead of ``segment_anything.utils.onnx.SamOnnxModel``: the
+PyPI 1.0 helper calls ``int()`` on the pre-padding size while tracing, which bakes the
+dummy image size into the graph, so masks come out misaligned for any other aspect ratio.
+Here every size stays a tensor, so ``orig_im_size`` is truly dynamic. The contract is
+DESIGN.md "Decoder ONNX contract".
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+from segment_anything.modeling import Sam
+
+from .build import EMBED_DIM, EMBED_SIZE, IMAGE_SIZE, LoadedModel
+
+INPUT_NAMES = ["image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input", "orig_im_size"]
+OUTPUT_NAMES = ["masks", "iou_predictions", "low_res_masks"]
+OPSET = 17
+
+
+class DecoderOnnxModel(nn.Module):
+    """Traceable prompt encoder + mask decoder + postprocessing.
+
+    Inputs follow the contract (shapes with N prompt points):
+    ``image_embeddings`` 1x256x64x64, ``point_coords`` 1xNx2 (1024 frame),
+    ``point_labels`` 1xN, ``mask_input`` 1x1x256x256, ``has_mask_input`` [1],
+    ``orig_im_size`` [2] = (H, W).
+    Outputs: ``masks`` 1x4xHxW logits (index 0 = single-mask token, 1..3 = multimask
+    candidates), ``iou_predictions`` 1x4, ``low_res_masks`` 1x4x256x256.
+    """
+
+    def __init__(self, sam: Sam) -> None:
+        super().__init__()
+        self.sam = sam
+        self.img_size = IMAGE_SIZE
+
+    def _embed_points(self, point_coords: torch.Tensor, point_labels: torch.Tensor) -> torch.Tensor:
+        pe = self.sam.prompt_encoder
+        point_coords = (point_coords + 0.5) / self.img_size
+        point_embedding = pe.pe_layer._pe_encoding(point_coords)
+        point_labels = point_labels.unsqueeze(-1).expand_as(point_embedding)
+        point_embedding = point_embedding * (point_labels != -1)
+        point_embedding = point_embedding + pe.not_a_point_embed.weight * (point_labels == -1)
+        for i in range(pe.num_point_embeddings):
+            point_embedding = point_embedding + pe.point_embeddings[i].weight * (point_labels == i)
+        return point_embedding
+
+    def _embed_masks(self, mask_input: torch.Tensor, has_mask_input: torch.Tensor) -> torch.Tensor:
+        pe = self.sam.prompt_encoder
+        mask_embedding = has_mask_input * pe.mask_downscaling(mask_input)
+        return mask_embedding + (1 - has_mask_input) * pe.no_mask_embed.weight.reshape(1, -1, 1, 1)
+
+    def _postprocess(self, masks: torch.Tensor, orig_im_size: torch.Tensor) -> torch.Tensor:
+        masks = F.interpolate(masks, size=(self.img_size, self.img_size), mode="bilinear", align_corners=False)
+        size = orig_im_size.to(torch.float32)
+        prepadded = torch.floor(size * (self.img_size / torch.max(size)) + 0.5).to(torch.int64)
+        # Tensor bounds (not int()) keep these slices dynamic in the traced graph.
+        masks = masks[:, :, : prepadded[0], : prepadded[1]]
+        hw = orig_im_size.to(torch.int64)
+        return F.interpolate(masks, size=(hw[0], hw[1]), mode="bilinear", align_corners=False)
+
+    @torch.no_grad()
+    def forward(
+        self,
+        image_embeddings: torch.Tensor,
+        point_coords: torch.Tensor,
+        point_labels: torch.Tensor,
+        mask_input: torch.Tensor,
+        has_mask_input: torch.Tensor,
+        orig_im_size: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        sparse = self._embed_points(point_coords, point_labels)
+        dense = self._embed_masks(mask_input, has_mask_input)
+        low_res_masks, iou_predictions = self.sam.mask_decoder.predict_masks(
+            image_embeddings=image_embeddings,
+            image_pe=self.sam.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+        )
+        return self._postprocess(low_res_masks, orig_im_size), iou_predictions, low_res_masks
+
+
+def _dummy_inputs() -> tuple[torch.Tensor, ...]:
+    return (
+        torch.randn(1, EMBED_DIM, EMBED_SIZE, EMBED_SIZE),
+        torch.randint(0, IMAGE_SIZE, (1, 5, 2)).float(),
+        torch.randint(0, 4, (1, 5)).float(),
+        torch.randn(1, 1, 256, 256),
+        torch.tensor([1.0]),
+        torch.tensor([1500.0, 2250.0]),
+    )
+
+
+def export_decoder(model: LoadedModel | Sam, path: str | Path, quantize: bool = False) -> Path:
+    """Export the decoder to ONNX (opset 17), then check it in onnxruntime.
+
+    Args:
+        model: a built model (only its prompt encoder and mask decoder are exported).
+        path: output ``.onnx`` file.
+        quantize: also apply onnxruntime dynamic quantization (QUInt8 weights, about 4x
+            smaller); the fp32 graph is exported first and replaced.
+
+    Returns:
+        The written path.
+
+    Raises:
+        RuntimeError: onnxruntime's outputs differ from torch's on the export inputs
+            (max abs logit error > 1e-3 for fp32).
+    """
+    import onnxruntime as ort
+
+    sam = model.sam if isinstance(model, LoadedModel) else model
+    sam = sam.cpu().eval()
+    wrapper = DecoderOnnxModel(sam).eval()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dummy = _dummy_inputs()
+    fp32_path = path.with_suffix(".fp32.onnx") if quantize else path
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", category=UserWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        torch.onnx.export(
+            wrapper,
+            dummy,
+            str(fp32_path),
+            dynamo=False,
+            export_params=True,
+            opset_version=OPSET,
+            do_constant_folding=True,
+            input_names=INPUT_NAMES,
+            output_names=OUTPUT_NAMES,
+            dynamic_axes={"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"},
+                          "masks": {2: "height", 3: "width"}},
+        )
+    # Parity right after export, on a size other than the dummy's.
+    feeds = {name: t.numpy() for name, t in zip(INPUT_NAMES, dummy)}
+    feeds["orig_im_size"] = np.array([480.0, 640.0], np.float32)
+    session = ort.InferenceSession(str(fp32_path), providers=["CPUExecutionProvider"])
+    onnx_out = session.run(None, feeds)
+    torch_out = wrapper(*[torch.as_tensor(v) for v in feeds.values()])
+    if onnx_out[0].shape != (1, 4, 480, 640):
+        raise RuntimeError(f"exported decoder ignores orig_im_size: masks shape {onnx_out[0].shape}")
+    err = float(np.max(np.abs(onnx_out[2] - torch_out[2].numpy())))
+    if err > 1e-3:
+        raise RuntimeError(f"onnxruntime low_res_masks differ from torch by {err:.2e}")
+    if quantize:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantize_dynamic(str(fp32_path), str(path), weight_type=QuantType.QUInt8)
+        fp32_path.unlink()
+    return path

@@ -1,0 +1,222 @@
+"""REST API views: validate input, call one service or selector, serialize the result."""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+
+from django.http import FileResponse, Http404, HttpResponse, HttpResponseNotModified
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.exceptions import ValidationError as DRFValidationError
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from . import selectors, services
+from .exports import export_coco
+from .model_runtime import UnknownModel, current_model_id, decoder_path
+from .models import Embedding
+from .serializers import (
+    AnnotationCreateInput,
+    AnnotationOutput,
+    AnnotationUpdateInput,
+    ImageDetailOutput,
+    ImageOutput,
+    ProjectCreateInput,
+    ProjectOutput,
+)
+
+LONG_PRIVATE_CACHE = "private, max-age=31536000, immutable"
+
+
+def _service_call(fn, **kwargs):
+    try:
+        return fn(**kwargs)
+    except services.ValidationError as exc:
+        raise DRFValidationError(exc.errors)
+
+
+def _etag_matches(request, etag: str) -> bool:
+    header = request.headers.get("If-None-Match", "")
+    return etag in [t.strip() for t in header.split(",")] or header.strip() == "*"
+
+
+class ModelListView(APIView):
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def get(self, request):
+        model_id = current_model_id()
+        name = model_id.rsplit("-", 1)[0]
+        return Response([{"model_id": model_id, "name": name,
+                          "decoder_url": f"/api/models/{model_id}/decoder.onnx"}])
+
+
+class DecoderView(APIView):
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
+    def get(self, request, model_id: str):
+        quantized = request.query_params.get("quantized") in ("1", "true")
+        try:
+            path = decoder_path(model_id, quantized=quantized)
+        except UnknownModel:
+            raise Http404("This server does not serve that model.")
+        stat = path.stat()
+        etag = f'"{model_id}-{"q" if quantized else "f"}-{stat.st_size}-{int(stat.st_mtime)}"'
+        if _etag_matches(request, etag):
+            response = HttpResponseNotModified()
+        else:
+            response = FileResponse(open(path, "rb"), content_type="application/octet-stream")
+        response["ETag"] = etag
+        response["Cache-Control"] = LONG_PRIVATE_CACHE
+        return response
+
+
+class ProjectListView(APIView):
+    @extend_schema(responses=ProjectOutput(many=True))
+    def get(self, request):
+        projects = selectors.projects_for_user(user=request.user)
+        return Response(ProjectOutput(projects, many=True, context={"model_id": current_model_id()}).data)
+
+    @extend_schema(request=ProjectCreateInput, responses={201: ProjectOutput})
+    def post(self, request):
+        data = ProjectCreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        project = _service_call(services.project_create, user=request.user, **data.validated_data)
+        project = selectors.project_get(user=request.user, project_id=project.pk)
+        return Response(ProjectOutput(project, context={"model_id": current_model_id()}).data, status=201)
+
+
+class ProjectDetailView(APIView):
+    @extend_schema(responses=ProjectOutput)
+    def get(self, request, project_id: int):
+        project = selectors.project_get(user=request.user, project_id=project_id)
+        return Response(ProjectOutput(project, context={"model_id": current_model_id()}).data)
+
+
+class ProjectImagesView(APIView):
+    parser_classes = [MultiPartParser, FormParser]
+
+    @extend_schema(responses=ImageOutput(many=True))
+    def get(self, request, project_id: int):
+        project = selectors.project_get(user=request.user, project_id=project_id)
+        images = selectors.images_for_user(user=request.user).filter(project=project).prefetch_related("embeddings").order_by("id")
+        return Response(ImageOutput(images, many=True, context={"model_id": current_model_id()}).data)
+
+    @extend_schema(
+        request={"multipart/form-data": {"type": "object", "properties": {
+            "files": {"type": "array", "items": {"type": "string", "format": "binary"}}}}},
+        responses={201: ImageOutput(many=True)},
+    )
+    def post(self, request, project_id: int):
+        project = selectors.project_get(user=request.user, project_id=project_id)
+        uploads = request.FILES.getlist("files")
+        files = [(f.name, f.read()) for f in uploads]
+        images = _service_call(services.images_upload, project=project, files=files, user=request.user)
+        return Response(ImageOutput(images, many=True, context={"model_id": current_model_id()}).data, status=201)
+
+
+class ImageDetailView(APIView):
+    @extend_schema(responses=ImageDetailOutput)
+    def get(self, request, image_id: int):
+        image = selectors.image_get(user=request.user, image_id=image_id)
+        image.prev_id, image.next_id = selectors.image_neighbours(image=image)
+        return Response(ImageDetailOutput(image, context={"model_id": current_model_id()}).data)
+
+
+class ImageFileView(APIView):
+    @extend_schema(responses={(200, "image/*"): OpenApiTypes.BINARY})
+    def get(self, request, image_id: int):
+        image = selectors.image_get(user=request.user, image_id=image_id)
+        source = image.display_file if image.display_file else image.file
+        content_type = mimetypes.guess_type(source.name)[0] or "application/octet-stream"
+        etag = f'"{image.checksum}"'
+        if _etag_matches(request, etag):
+            response = HttpResponseNotModified()
+        else:
+            response = FileResponse(source.open("rb"), content_type=content_type)
+        response["ETag"] = etag
+        response["Cache-Control"] = LONG_PRIVATE_CACHE
+        return response
+
+
+class ImageEmbeddingView(APIView):
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, 409: OpenApiTypes.OBJECT})
+    def get(self, request, image_id: int):
+        image = selectors.image_get(user=request.user, image_id=image_id)
+        model_id = request.query_params.get("model_id") or current_model_id()
+        embedding = Embedding.objects.filter(image=image, model_id=model_id).first()
+        if embedding is None:
+            return Response(
+                {"detail": f"The embedding is not ready (status: {image.embedding_status}).",
+                 "embedding_status": image.embedding_status, "embedding_error": image.embedding_error},
+                status=status.HTTP_409_CONFLICT,
+            )
+        etag = f'"{embedding.sha256}"'
+        if _etag_matches(request, etag):
+            response = HttpResponseNotModified()
+        else:
+            response = FileResponse(embedding.file.open("rb"), content_type="application/octet-stream")
+        response["ETag"] = etag
+        response["Cache-Control"] = LONG_PRIVATE_CACHE
+        response["X-Model-Id"] = embedding.model_id
+        response["X-Embedding-Shape"] = ",".join(str(v) for v in embedding.shape)
+        response["X-Embedding-Dtype"] = embedding.dtype
+        response["Access-Control-Expose-Headers"] = "X-Model-Id, X-Embedding-Shape, X-Embedding-Dtype, ETag"
+        return response
+
+
+class ImageAnnotationsView(APIView):
+    parser_classes = [JSONParser]
+
+    @extend_schema(responses=AnnotationOutput(many=True))
+    def get(self, request, image_id: int):
+        image = selectors.image_get(user=request.user, image_id=image_id)
+        return Response(AnnotationOutput(selectors.annotations_for_image(image=image), many=True).data)
+
+    @extend_schema(request=AnnotationCreateInput, responses={201: AnnotationOutput})
+    def post(self, request, image_id: int):
+        image = selectors.image_get(user=request.user, image_id=image_id)
+        data = AnnotationCreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        annotation = _service_call(services.annotation_create, image=image, user=request.user, **data.validated_data)
+        return Response(AnnotationOutput(annotation).data, status=201)
+
+
+class AnnotationDetailView(APIView):
+    parser_classes = [JSONParser]
+
+    @extend_schema(responses=AnnotationOutput)
+    def get(self, request, annotation_id: int):
+        return Response(AnnotationOutput(selectors.annotation_get(user=request.user, annotation_id=annotation_id)).data)
+
+    @extend_schema(request=AnnotationUpdateInput, responses={200: AnnotationOutput, 409: OpenApiTypes.OBJECT})
+    def patch(self, request, annotation_id: int):
+        selectors.annotation_get(user=request.user, annotation_id=annotation_id)
+        data = AnnotationUpdateInput(data=request.data, partial=False)
+        data.is_valid(raise_exception=True)
+        try:
+            annotation = _service_call(services.annotation_update, annotation_id=annotation_id,
+                                       user=request.user, **data.validated_data)
+        except services.VersionConflict as exc:
+            return Response(
+                {"detail": f"Someone else changed this annotation (now version {exc.current.version}).",
+                 "current": AnnotationOutput(exc.current).data},
+                status=status.HTTP_409_CONFLICT,
+            )
+        return Response(AnnotationOutput(annotation).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request, annotation_id: int):
+        annotation = selectors.annotation_get(user=request.user, annotation_id=annotation_id)
+        services.annotation_delete(annotation=annotation, user=request.user)
+        return Response(status=204)
+
+
+class ProjectExportCocoView(APIView):
+    @extend_schema(responses={(200, "application/json"): OpenApiTypes.OBJECT})
+    def get(self, request, project_id: int):
+        project = selectors.project_get(user=request.user, project_id=project_id)
+        body = json.dumps(export_coco(project=project))
+        response = HttpResponse(body, content_type="application/json")
+        response["Content-Disposition"] = f'attachment; filename="project-{project.pk}-coco.json"'
+        return response

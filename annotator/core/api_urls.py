@@ -1,0 +1,17 @@
+from django.urls import path
+
+from . import api
+
+urlpatterns = [
+    path("models/", api.ModelListView.as_view(), name="api-models"),
+    path("models/<str:model_id>/decoder.onnx", api.DecoderView.as_view(), name="api-decoder"),
+    path("projects/", api.ProjectListView.as_view(), name="api-projects"),
+    path("projects/<int:project_id>/", api.ProjectDetailView.as_view(), name="api-project"),
+    path("projects/<int:project_id>/images/", api.ProjectImagesView.as_view(), name="api-project-images"),
+    path("projects/<int:project_id>/export/coco", api.ProjectExportCocoView.as_view(), name="api-export-coco"),
+    path("images/<int:image_id>/", api.ImageDetailView.as_view(), name="api-image"),
+    path("images/<int:image_id>/file", api.ImageFileView.as_view(), name="api-image-file"),
+    path("images/<int:image_id>/embedding", api.ImageEmbeddingView.as_view(), name="api-image-embedding"),
+    path("images/<int:image_id>/annotations/", api.ImageAnnotationsView.as_view(), name="api-image-annotations"),
+    path("annotations/<int:annotation_id>/", api.AnnotationDetailView.as_view(), name="api-annotation"),
+]

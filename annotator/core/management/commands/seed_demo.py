@@ -1,0 +1,49 @@
+"""Create the demo user and a demo project of real photos from ../shared/data."""
+
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+
+from annotator.core import services
+from annotator.core.models import Project
+
+DEMO_FILES = [
+    "grabcut/data_GT/124080.jpg", "grabcut/data_GT/153077.jpg", "grabcut/data_GT/189080.jpg",
+    "grabcut/data_GT/21077.jpg", "grabcut/data_GT/37073.jpg", "grabcut/data_GT/65019.jpg",
+    "grabcut/data_GT/banana1.bmp", "grabcut/data_GT/llama.bmp", "grabcut/data_GT/sheep.jpg",
+    "grabcut/data_GT/teddy.jpg",
+]
+
+
+class Command(BaseCommand):
+    help = "Create user 'demo' (password 'demo') and a project of real photos (idempotent)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--username", default="demo")
+        parser.add_argument("--password", default="demo")
+        parser.add_argument("--limit", type=int, default=len(DEMO_FILES))
+
+    def handle(self, *args, username, password, limit, **options):
+        User = get_user_model()
+        user, created = User.objects.get_or_create(username=username, defaults={"is_staff": True, "is_superuser": True})
+        if created:
+            user.set_password(password)
+            user.save()
+        name = "Demo: GrabCut photos"
+        if Project.objects.filter(name=name, members=user).exists():
+            self.stdout.write(f"demo project exists; user {username!r} ready")
+            return
+        data_dir = Path(settings.SHARED_DATA_DIR)
+        files = []
+        for rel in DEMO_FILES[:limit]:
+            path = data_dir / rel
+            if path.exists():
+                files.append((path.name, path.read_bytes()))
+        if not files:
+            raise CommandError(f"no demo photos found under {data_dir} (set ANNOTATOR_SHARED_DATA)")
+        project = services.project_create(name=name, user=user,
+                                          categories=["object", "person", "animal", "vehicle", "plant"])
+        services.images_upload(project=project, files=files, user=user)
+        self.stdout.write(f"created project {project.pk} with {len(files)} photos; user {username!r}")

@@ -1,0 +1,66 @@
+"""The model this server embeds with, loaded once per process, and its decoder ONNX file.
+
+Web processes need the model only to export its decoder; workers to embed images.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import functools
+import logging
+from pathlib import Path
+
+from django.conf import settings
+
+log = logging.getLogger(__name__)
+
+
+class UnknownModel(LookupError):
+    """A model id that this server does not serve."""
+
+
+@functools.lru_cache(maxsize=1)
+def current_model():
+    """The configured model (``engine.LoadedModel``), on the GPU when one is present."""
+    import torch
+
+    import engine
+
+    loaded = engine.build_model(
+        settings.ANNOTATOR_MODEL_NAME,
+        settings.ANNOTATOR_MODEL_CHECKPOINT,
+        allow_untrained=settings.ANNOTATOR_ALLOW_UNTRAINED,
+    )
+    if torch.cuda.is_available():
+        loaded.sam.to("cuda")
+    return loaded
+
+
+def current_model_id() -> str:
+    return current_model().model_id
+
+
+def decoder_path(model_id: str, quantized: bool = False) -> Path:
+    """Path of the decoder ONNX for ``model_id``, exported on first use.
+
+    Raises:
+        UnknownModel: ``model_id`` is not the model this server runs.
+    """
+    if model_id != current_model_id():
+        raise UnknownModel(model_id)
+    out_dir = Path(settings.MEDIA_ROOT) / "models" / model_id
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / ("decoder.quant.onnx" if quantized else "decoder.onnx")
+    if path.exists():
+        return path
+    # Several processes may ask at once: one exports, the others wait on the lock.
+    with open(out_dir / ".export.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not path.exists():
+            import engine
+
+            tmp = path.with_name(path.name + ".tmp.onnx")
+            engine.export_decoder(current_model(), tmp, quantize=quantized)
+            tmp.replace(path)
+            log.info("exported decoder for %s to %s", model_id, path)
+    return path

@@ -1,0 +1,137 @@
+"""Projects, images, embeddings, annotations and the events that measure annotation work."""
+
+from django.conf import settings
+from django.db import models
+
+
+class Project(models.Model):
+    name = models.CharField(max_length=200)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="projects")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        ADMIN = "admin"
+        MANAGER = "manager"
+        REVIEWER = "reviewer"
+        ANNOTATOR = "annotator"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    role = models.CharField(max_length=20, choices=Role.choices, default=Role.ANNOTATOR)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "user"], name="unique_membership")]
+
+
+class Category(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="categories")
+    name = models.CharField(max_length=100)
+    color = models.CharField(max_length=7, default="#1f77b4")
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["project", "name"], name="unique_category_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Image(models.Model):
+    class EmbeddingStatus(models.TextChoices):
+        PENDING = "pending"
+        READY = "ready"
+        FAILED = "failed"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="images")
+    file = models.FileField(upload_to="images/%Y/%m/")
+    # The photo as the user sees it (EXIF orientation applied), when that differs from `file`.
+    display_file = models.FileField(upload_to="images/display/%Y/%m/", blank=True)
+    file_name = models.CharField(max_length=255)
+    width = models.PositiveIntegerField(help_text="pixels, after EXIF orientation")
+    height = models.PositiveIntegerField(help_text="pixels, after EXIF orientation")
+    checksum = models.CharField(max_length=64, help_text="SHA-256 of the uploaded bytes")
+    embedding_status = models.CharField(
+        max_length=10, choices=EmbeddingStatus.choices, default=EmbeddingStatus.PENDING
+    )
+    embedding_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["project", "embedding_status"])]
+
+    def __str__(self) -> str:
+        return self.file_name
+
+
+class Embedding(models.Model):
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="embeddings")
+    model_id = models.CharField(max_length=100)
+    file = models.FileField(upload_to="embeddings/")
+    dtype = models.CharField(max_length=10, default="float16")
+    shape = models.JSONField(default=list)
+    sha256 = models.CharField(max_length=64)
+    compute_seconds = models.FloatField(null=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["image", "model_id"], name="unique_embedding_per_model")]
+
+
+class Annotation(models.Model):
+    class Origin(models.TextChoices):
+        MANUAL = "manual"
+        PREFILL_ACCEPTED = "prefill_accepted"
+        PREFILL_EDITED = "prefill_edited"
+        IMPORTED = "imported"
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="annotations")
+    category = models.ForeignKey(Category, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    rle = models.JSONField(help_text='COCO compressed RLE {"size": [H, W], "counts": str}')
+    bbox = models.JSONField(help_text="XYWH in pixels of the EXIF-corrected image")
+    area = models.PositiveIntegerField(help_text="decoded pixel count")
+    prompts = models.JSONField(default=dict)
+    predicted_iou = models.FloatField(null=True, blank=True)
+    candidate_index = models.SmallIntegerField(null=True, blank=True)
+    model_id = models.CharField(max_length=100, blank=True)
+    origin = models.CharField(max_length=20, choices=Origin.choices, default=Origin.MANUAL)
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    version = models.PositiveIntegerField(default=1, help_text="incremented on every edit (optimistic locking)")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+
+
+class AnnotationEvent(models.Model):
+    """One unit of annotation work, for throughput statistics (SAM paper §4: seconds per mask)."""
+
+    class Kind(models.TextChoices):
+        CREATE = "create"
+        EDIT = "edit"
+        DELETE = "delete"
+
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="+")
+    annotation_id = models.BigIntegerField(null=True)
+    model_id = models.CharField(max_length=100, blank=True)
+    origin = models.CharField(max_length=20, blank=True)
+    positive_clicks = models.PositiveIntegerField(default=0)
+    negative_clicks = models.PositiveIntegerField(default=0)
+    boxes = models.PositiveIntegerField(default=0)
+    candidate_index = models.SmallIntegerField(null=True)
+    active_ms = models.PositiveIntegerField(null=True, help_text="browser-measured active time")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["project", "created_at"])]

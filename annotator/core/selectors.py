@@ -1,0 +1,55 @@
+"""Reads: every query a user makes goes through membership, so another project's objects
+are indistinguishable from missing ones (404)."""
+
+from __future__ import annotations
+
+from django.db.models import Count, QuerySet
+from django.http import Http404
+
+from .models import Annotation, Image, Project
+
+
+def projects_for_user(*, user) -> QuerySet[Project]:
+    qs = Project.objects.all() if user.is_superuser else Project.objects.filter(members=user)
+    return qs.prefetch_related("categories").annotate(image_count=Count("images", distinct=True)).order_by("id")
+
+
+def project_get(*, user, project_id: int) -> Project:
+    try:
+        return projects_for_user(user=user).get(pk=project_id)
+    except Project.DoesNotExist:
+        raise Http404("No such project.")
+
+
+def images_for_user(*, user) -> QuerySet[Image]:
+    qs = Image.objects.all() if user.is_superuser else Image.objects.filter(project__members=user)
+    return qs.select_related("project").prefetch_related("embeddings").annotate(annotation_count=Count("annotations", distinct=True))
+
+
+def image_get(*, user, image_id: int) -> Image:
+    try:
+        return images_for_user(user=user).get(pk=image_id)
+    except Image.DoesNotExist:
+        raise Http404("No such image.")
+
+
+def image_neighbours(*, image: Image) -> tuple[int | None, int | None]:
+    """(previous id, next id) of an image within its project, by id."""
+    siblings = Image.objects.filter(project_id=image.project_id)
+    prev = siblings.filter(pk__lt=image.pk).order_by("-pk").values_list("pk", flat=True).first()
+    nxt = siblings.filter(pk__gt=image.pk).order_by("pk").values_list("pk", flat=True).first()
+    return prev, nxt
+
+
+def annotation_get(*, user, annotation_id: int) -> Annotation:
+    qs = Annotation.objects.select_related("image", "category", "author")
+    if not user.is_superuser:
+        qs = qs.filter(image__project__members=user)
+    try:
+        return qs.get(pk=annotation_id)
+    except Annotation.DoesNotExist:
+        raise Http404("No such annotation.")
+
+
+def annotations_for_image(*, image: Image) -> QuerySet[Annotation]:
+    return image.annotations.select_related("category", "author").order_by("id")

@@ -1,0 +1,108 @@
+"""Input serializers (validate what a client sends) and output serializers (what it gets)."""
+
+from django.urls import reverse
+from rest_framework import serializers
+
+from .models import Annotation, Category, Image, Project
+
+
+# ---------------------------------------------------------------- inputs
+
+class ProjectCreateInput(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    categories = serializers.ListField(child=serializers.CharField(max_length=100), required=False, default=list)
+
+
+class RLEField(serializers.JSONField):
+    """COCO RLE object; checked in the service against the image size."""
+
+
+class PromptsInput(serializers.Serializer):
+    point_coords = serializers.ListField(child=serializers.ListField(child=serializers.FloatField(), min_length=2, max_length=2), required=False, default=list, max_length=500)
+    point_labels = serializers.ListField(child=serializers.IntegerField(), required=False, default=list, max_length=500)
+    box = serializers.ListField(child=serializers.FloatField(), min_length=4, max_length=4, required=False, allow_null=True, default=None)
+
+
+class AnnotationCreateInput(serializers.Serializer):
+    category = serializers.IntegerField(required=False, allow_null=True, default=None)
+    segmentation = RLEField()
+    prompts = PromptsInput(required=False, default=dict)
+    predicted_iou = serializers.FloatField(required=False, allow_null=True, default=None, min_value=-1, max_value=2)
+    candidate_index = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=0, max_value=3)
+    model_id = serializers.CharField(required=False, allow_blank=True, default="", max_length=100)
+    active_ms = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=0)
+
+
+class AnnotationUpdateInput(serializers.Serializer):
+    version = serializers.IntegerField(min_value=1)
+    category = serializers.IntegerField(required=False, allow_null=True)
+    segmentation = RLEField(required=False)
+    prompts = PromptsInput(required=False)
+    predicted_iou = serializers.FloatField(required=False, allow_null=True)
+    candidate_index = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=3)
+    active_ms = serializers.IntegerField(required=False, allow_null=True, min_value=0)
+
+
+# ---------------------------------------------------------------- outputs
+
+class CategoryOutput(serializers.ModelSerializer):
+    class Meta:
+        model = Category
+        fields = ["id", "name", "color"]
+
+
+class ProjectOutput(serializers.ModelSerializer):
+    categories = CategoryOutput(many=True, read_only=True)
+    image_count = serializers.IntegerField(read_only=True, default=0)
+    model_id = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Project
+        fields = ["id", "name", "model_id", "categories", "image_count", "created_at"]
+
+    def get_model_id(self, obj) -> str:
+        return self.context.get("model_id", "")
+
+
+class ImageOutput(serializers.ModelSerializer):
+    file_url = serializers.SerializerMethodField()
+    embedding_url = serializers.SerializerMethodField()
+    model_id = serializers.SerializerMethodField()
+    annotation_count = serializers.IntegerField(read_only=True, default=0)
+
+    class Meta:
+        model = Image
+        fields = ["id", "project", "file_name", "width", "height", "checksum", "file_url",
+                  "embedding_status", "embedding_error", "model_id", "embedding_url",
+                  "annotation_count", "created_at"]
+
+    def get_file_url(self, obj) -> str:
+        return reverse("api-image-file", args=[obj.pk])
+
+    def get_embedding_url(self, obj) -> str:
+        return reverse("api-image-embedding", args=[obj.pk])
+
+    def get_model_id(self, obj) -> str | None:
+        ids = [e.model_id for e in obj.embeddings.all()]
+        current = self.context.get("model_id")
+        if current in ids:
+            return current
+        return ids[-1] if ids else None
+
+
+class ImageDetailOutput(ImageOutput):
+    prev_id = serializers.IntegerField(read_only=True, allow_null=True)
+    next_id = serializers.IntegerField(read_only=True, allow_null=True)
+
+    class Meta(ImageOutput.Meta):
+        fields = ImageOutput.Meta.fields + ["prev_id", "next_id"]
+
+
+class AnnotationOutput(serializers.ModelSerializer):
+    segmentation = serializers.JSONField(source="rle")
+    author = serializers.CharField(source="author.username", read_only=True)
+
+    class Meta:
+        model = Annotation
+        fields = ["id", "image", "category", "segmentation", "bbox", "area", "prompts", "predicted_iou",
+                  "candidate_index", "model_id", "origin", "author", "version", "created_at", "updated_at"]

@@ -1,0 +1,337 @@
+"""Writes: every domain operation as a plain function with keyword-only arguments.
+
+Rows are written in ``transaction.atomic``; work for a worker is enqueued with
+``transaction.on_commit`` so that a worker never sees a row that was rolled back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.db import IntegrityError, transaction
+from PIL import Image as PILImage
+from PIL import ImageOps
+
+from engine.rle import RLEError, rle_area, rle_bbox, validate_rle
+
+from .models import Annotation, AnnotationEvent, Category, Embedding, Image, Membership, Project
+
+log = logging.getLogger(__name__)
+
+PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45",
+           "#fabed4", "#469990", "#dcbeff", "#9a6324", "#800000", "#aaffc3", "#808000", "#000075"]
+ALLOWED_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF"}
+
+
+class ValidationError(ValueError):
+    """Input that the service refuses; ``errors`` maps a field (or file name) to messages."""
+
+    def __init__(self, errors: dict[str, list[str]]):
+        super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()))
+        self.errors = errors
+
+
+class VersionConflict(Exception):
+    """An edit based on an old version of an annotation."""
+
+    def __init__(self, current: Annotation):
+        super().__init__(f"annotation {current.pk} is at version {current.version}")
+        self.current = current
+
+
+# ---------------------------------------------------------------- projects
+
+@transaction.atomic
+def project_create(*, name: str, user, categories: Iterable[str] = ()) -> Project:
+    """Create a project owned by ``user`` (admin role) with its label categories."""
+    name = name.strip()
+    if not name:
+        raise ValidationError({"name": ["A project needs a name."]})
+    project = Project.objects.create(name=name, created_by=user)
+    Membership.objects.create(project=project, user=user, role=Membership.Role.ADMIN)
+    seen: set[str] = set()
+    for i, cat in enumerate(categories):
+        cat = cat.strip()
+        if cat and cat not in seen:
+            seen.add(cat)
+            Category.objects.create(project=project, name=cat, color=PALETTE[i % len(PALETTE)])
+    return project
+
+
+def project_add_member(*, project: Project, user, role: str = Membership.Role.ANNOTATOR) -> Membership:
+    membership, _ = Membership.objects.update_or_create(project=project, user=user, defaults={"role": role})
+    return membership
+
+
+# ---------------------------------------------------------------- images
+
+@dataclass(frozen=True)
+class _CheckedImage:
+    name: str
+    data: bytes
+    width: int
+    height: int
+    display_png: bytes | None
+
+
+def _check_image(name: str, data: bytes) -> _CheckedImage:
+    """Decode an upload fully; return its size as displayed (EXIF orientation applied).
+
+    Raises:
+        ValueError: with a message for the user.
+    """
+    if not data:
+        raise ValueError("the file is empty")
+    if len(data) > settings.ANNOTATOR_MAX_UPLOAD_BYTES:
+        raise ValueError(f"the file is {len(data)} bytes, over the limit of {settings.ANNOTATOR_MAX_UPLOAD_BYTES}")
+    try:
+        with PILImage.open(io.BytesIO(data)) as img:
+            fmt = img.format
+            if fmt not in ALLOWED_FORMATS:
+                raise ValueError(f"unsupported image format {fmt}")
+            if img.width * img.height > settings.ANNOTATOR_MAX_IMAGE_PIXELS:
+                raise ValueError(
+                    f"the image is {img.width}x{img.height} pixels, over the limit of "
+                    f"{settings.ANNOTATOR_MAX_IMAGE_PIXELS} pixels; downscale it first"
+                )
+            orientation = img.getexif().get(0x0112, 1)
+            upright = ImageOps.exif_transpose(img)
+            upright.load()  # decodes every pixel: truncated files fail here
+            display_png = None
+            if orientation not in (1, None):
+                buf = io.BytesIO()
+                upright.convert("RGBA" if upright.mode in ("RGBA", "LA", "P") else "RGB").save(buf, "PNG")
+                display_png = buf.getvalue()
+            return _CheckedImage(name, data, upright.width, upright.height, display_png)
+    except ValueError:
+        raise
+    except PILImage.DecompressionBombError as exc:
+        raise ValueError(f"the image is too large to decode safely ({exc})") from exc
+    except (PILImage.UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise ValueError(f"not a readable image ({exc})") from exc
+
+
+def images_upload(*, project: Project, files: list[tuple[str, bytes]], user) -> list[Image]:
+    """Store uploaded photos and queue their embeddings.
+
+    All files are decoded before anything is stored: if any is bad, none is stored and the
+    error lists each bad file.
+
+    Args:
+        files: (file name, bytes) pairs.
+
+    Raises:
+        ValidationError: keyed by file name.
+    """
+    if not files:
+        raise ValidationError({"files": ["No files were sent."]})
+    checked: list[_CheckedImage] = []
+    errors: dict[str, list[str]] = {}
+    for name, data in files:
+        try:
+            checked.append(_check_image(name, data))
+        except ValueError as exc:
+            errors.setdefault(name or "(unnamed)", []).append(str(exc))
+    if errors:
+        raise ValidationError(errors)
+    created: list[Image] = []
+    with transaction.atomic():
+        for item in checked:
+            image = Image(
+                project=project,
+                file_name=item.name[:255],
+                width=item.width,
+                height=item.height,
+                checksum=hashlib.sha256(item.data).hexdigest(),
+            )
+            image.file.save(item.name[-100:] or "image", ContentFile(item.data), save=False)
+            if item.display_png is not None:
+                image.display_file.save(f"{image.checksum[:16]}.png", ContentFile(item.display_png), save=False)
+            image.save()
+            created.append(image)
+        ids = [img.pk for img in created]
+        transaction.on_commit(lambda: _enqueue_embeddings(ids))
+    return created
+
+
+def _enqueue_embeddings(image_ids: list[int]) -> None:
+    from .tasks import embed_image
+
+    for image_id in image_ids:
+        embed_image.delay(image_id)
+
+
+def embedding_compute(*, image: Image) -> Embedding:
+    """Compute and store the embedding of ``image`` with the server's current model.
+
+    Idempotent: an existing embedding for (image, model) is reused, never duplicated.
+
+    Raises:
+        engine.ImageError: the stored file cannot be decoded (permanent).
+    """
+    import engine
+
+    from .model_runtime import current_model
+
+    model = current_model()
+    existing = Embedding.objects.filter(image=image, model_id=model.model_id).first()
+    if existing is None:
+        source = image.display_file if image.display_file else image.file
+        with source.open("rb") as fh:
+            pixels = engine.load_image(fh.read(), max_pixels=settings.ANNOTATOR_MAX_IMAGE_PIXELS)
+        started = time.perf_counter()
+        data = engine.embedding_to_bytes(engine.embed(model, pixels))
+        seconds = time.perf_counter() - started
+        sha = hashlib.sha256(data).hexdigest()
+        emb = Embedding(image=image, model_id=model.model_id, dtype="float16",
+                        shape=list(engine.EMBEDDING_SHAPE), sha256=sha, compute_seconds=seconds)
+        emb.file.save(f"{model.model_id}/{image.pk}-{sha[:12]}.f16", ContentFile(data), save=False)
+        try:
+            with transaction.atomic():
+                emb.save()
+            existing = emb
+        except IntegrityError:  # a concurrent run of the same task won the race
+            emb.file.delete(save=False)
+            existing = Embedding.objects.get(image=image, model_id=model.model_id)
+    Image.objects.filter(pk=image.pk).update(
+        embedding_status=Image.EmbeddingStatus.READY, embedding_error=""
+    )
+    return existing
+
+
+def image_mark_embedding_failed(*, image_id: int, reason: str) -> None:
+    Image.objects.filter(pk=image_id).update(
+        embedding_status=Image.EmbeddingStatus.FAILED, embedding_error=reason[:2000]
+    )
+
+
+# ---------------------------------------------------------------- annotations
+
+def _clean_prompts(prompts: Any, width: int, height: int) -> tuple[dict[str, Any], dict[str, int]]:
+    """Validate prompts (pixels of the displayed image) and count clicks by kind."""
+    if prompts in (None, {}):
+        return {}, {"positive": 0, "negative": 0, "boxes": 0}
+    if not isinstance(prompts, dict):
+        raise ValidationError({"prompts": ["Must be an object."]})
+    coords = prompts.get("point_coords") or []
+    labels = prompts.get("point_labels") or []
+    box = prompts.get("box")
+    errors = []
+    if not isinstance(coords, list) or not isinstance(labels, list) or len(coords) != len(labels):
+        errors.append("point_coords and point_labels must be lists of the same length.")
+    else:
+        for i, (pt, lab) in enumerate(zip(coords, labels)):
+            if (not isinstance(pt, list) or len(pt) != 2
+                    or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pt)):
+                errors.append(f"point {i} must be [x, y].")
+            elif not (0 <= pt[0] <= width and 0 <= pt[1] <= height):
+                errors.append(f"point {i} ({pt[0]}, {pt[1]}) is outside the {width}x{height} image.")
+            if lab not in (0, 1):
+                errors.append(f"label {i} must be 1 (positive) or 0 (negative).")
+    if box is not None:
+        if (not isinstance(box, list) or len(box) != 4
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box)):
+            errors.append("box must be [x0, y0, x1, y1].")
+        elif not (0 <= box[0] <= box[2] <= width and 0 <= box[1] <= box[3] <= height):
+            errors.append(f"box {box} is outside the {width}x{height} image or inverted.")
+    if errors:
+        raise ValidationError({"prompts": errors})
+    counts = {"positive": sum(1 for v in labels if v == 1), "negative": sum(1 for v in labels if v == 0),
+              "boxes": 1 if box is not None else 0}
+    return {"point_coords": coords, "point_labels": labels, "box": box}, counts
+
+
+def _clean_mask(segmentation: Any, image: Image) -> tuple[dict[str, Any], list[float], int]:
+    try:
+        rle = validate_rle(segmentation, (image.height, image.width))
+    except RLEError as exc:
+        raise ValidationError({"segmentation": [str(exc)]}) from exc
+    area = rle_area(rle)
+    if area == 0:
+        raise ValidationError({"segmentation": ["The mask is empty."]})
+    return rle, rle_bbox(rle), area
+
+
+def _clean_category(category_id: Any, image: Image) -> Category | None:
+    if category_id is None:
+        return None
+    category = Category.objects.filter(project_id=image.project_id, pk=category_id).first()
+    if category is None:
+        raise ValidationError({"category": [f"No category {category_id} in this project."]})
+    return category
+
+
+def _log_event(kind: str, annotation: Annotation, user, counts: dict[str, int], active_ms: int | None) -> None:
+    AnnotationEvent.objects.create(
+        kind=kind, user=user, project_id=annotation.image.project_id, image=annotation.image,
+        annotation_id=annotation.pk, model_id=annotation.model_id, origin=annotation.origin,
+        positive_clicks=counts.get("positive", 0), negative_clicks=counts.get("negative", 0),
+        boxes=counts.get("boxes", 0), candidate_index=annotation.candidate_index, active_ms=active_ms,
+    )
+
+
+@transaction.atomic
+def annotation_create(*, image: Image, user, segmentation: Any, category: int | None = None,
+                      prompts: Any = None, predicted_iou: float | None = None,
+                      candidate_index: int | None = None, model_id: str = "",
+                      origin: str = Annotation.Origin.MANUAL, active_ms: int | None = None) -> Annotation:
+    """Validate and store a mask; log an annotation event.
+
+    Raises:
+        ValidationError: bad RLE (undecodable, wrong size, empty), category or prompts.
+    """
+    rle, bbox, area = _clean_mask(segmentation, image)
+    clean_prompts, counts = _clean_prompts(prompts, image.width, image.height)
+    annotation = Annotation.objects.create(
+        image=image, category=_clean_category(category, image), rle=rle, bbox=bbox, area=area,
+        prompts=clean_prompts, predicted_iou=predicted_iou, candidate_index=candidate_index,
+        model_id=model_id, origin=origin, author=user,
+    )
+    _log_event(AnnotationEvent.Kind.CREATE, annotation, user, counts, active_ms)
+    return annotation
+
+
+_UNSET = object()
+
+
+@transaction.atomic
+def annotation_update(*, annotation_id: int, user, version: int, segmentation: Any = _UNSET,
+                      category: Any = _UNSET, prompts: Any = _UNSET, predicted_iou: Any = _UNSET,
+                      candidate_index: Any = _UNSET, active_ms: int | None = None) -> Annotation:
+    """Edit an annotation if nobody changed it since ``version``.
+
+    Raises:
+        VersionConflict: the stored version differs (carries the current annotation).
+        ValidationError: as in :func:`annotation_create`.
+    """
+    annotation = Annotation.objects.select_for_update().select_related("image").get(pk=annotation_id)
+    if annotation.version != version:
+        raise VersionConflict(annotation)
+    counts = {"positive": 0, "negative": 0, "boxes": 0}
+    if segmentation is not _UNSET:
+        annotation.rle, annotation.bbox, annotation.area = _clean_mask(segmentation, annotation.image)
+    if category is not _UNSET:
+        annotation.category = _clean_category(category, annotation.image)
+    if prompts is not _UNSET:
+        annotation.prompts, counts = _clean_prompts(prompts, annotation.image.width, annotation.image.height)
+    if predicted_iou is not _UNSET:
+        annotation.predicted_iou = predicted_iou
+    if candidate_index is not _UNSET:
+        annotation.candidate_index = candidate_index
+    annotation.version += 1
+    annotation.save()
+    _log_event(AnnotationEvent.Kind.EDIT, annotation, user, counts, active_ms)
+    return annotation
+
+
+@transaction.atomic
+def annotation_delete(*, annotation: Annotation, user) -> None:
+    _log_event(AnnotationEvent.Kind.DELETE, annotation, user, {}, None)
+    annotation.delete()

@@ -1,0 +1,43 @@
+"""Celery tasks: load the row, call a service, own retries and the failure path."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from django.db import OperationalError
+
+from .models import Image
+from .services import embedding_compute, image_mark_embedding_failed
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(OperationalError, ConnectionError, TimeoutError),
+    retry_backoff=2,
+    max_retries=5,
+)
+def embed_image(self, image_id: int) -> None:
+    """Compute the embedding of one image (idempotent; retried on transient errors)."""
+    import engine
+
+    image = Image.objects.filter(pk=image_id).first()
+    if image is None:
+        log.info("embed_image: image %s no longer exists", image_id)
+        return
+    try:
+        embedding_compute(image=image)
+    except engine.ImageError as exc:
+        image_mark_embedding_failed(image_id=image_id, reason=f"cannot decode the image: {exc}")
+    except (OperationalError, ConnectionError, TimeoutError) as exc:
+        if self.request.retries >= self.max_retries:
+            image_mark_embedding_failed(image_id=image_id, reason=f"gave up after retries: {exc}")
+            return
+        raise
+    except Exception as exc:  # a bug or a broken model: say so on the image, keep the trace in the log
+        log.exception("embed_image %s failed", image_id)
+        image_mark_embedding_failed(image_id=image_id, reason=f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,209 @@
+/**
+ * The one API client of the annotate page: a function per endpoint of docs/api.md,
+ * session auth with the CSRF token from the `csrftoken` cookie, and one error type
+ * (ApiError) that maps DRF's error shapes.
+ */
+import type { CocoRle } from './lib/rle';
+import type { Box } from './lib/prompts';
+
+export interface Category {
+  id: number;
+  name: string;
+  color: string;
+}
+
+export interface Project {
+  id: number;
+  name: string;
+  model_id: string;
+  categories: Category[];
+  image_count: number;
+}
+
+export type EmbeddingStatus = 'pending' | 'ready' | 'failed';
+
+export interface ImageInfo {
+  id: number;
+  project: number;
+  file_name: string;
+  width: number;
+  height: number;
+  file_url: string;
+  embedding_status: EmbeddingStatus;
+  embedding_error: string | null;
+  model_id: string | null;
+  embedding_url: string;
+  annotation_count: number;
+  next_id?: number | null;
+  prev_id?: number | null;
+}
+
+export interface ModelInfo {
+  model_id: string;
+  name: string;
+  decoder_url: string;
+}
+
+export interface PromptsPayload {
+  point_coords: [number, number][];
+  point_labels: number[];
+  box: Box | null;
+}
+
+export interface AnnotationCreate {
+  category: number;
+  segmentation: CocoRle;
+  prompts: PromptsPayload;
+  predicted_iou: number;
+  candidate_index: number;
+  model_id: string;
+  active_ms: number;
+}
+
+export interface Annotation extends AnnotationCreate {
+  id: number;
+  image: number;
+  bbox: [number, number, number, number];
+  area: number;
+  author: string | number | null;
+  version: number;
+  created_at: string;
+  updated_at: string;
+}
+
+/** Any non-2xx answer, with DRF's `{"detail": ...}` or `{"field": [msgs]}` unpacked. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly detail: string | null,
+    readonly fieldErrors: Record<string, string[]>,
+    readonly body: unknown,
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+
+  static async fromResponse(resp: Response): Promise<ApiError> {
+    let body: unknown = null;
+    const text = await resp.text().catch(() => '');
+    try {
+      body = text ? JSON.parse(text) : null;
+    } catch {
+      body = text;
+    }
+    return ApiError.fromBody(resp.status, resp.statusText, body);
+  }
+
+  static fromBody(status: number, statusText: string, body: unknown): ApiError {
+    let detail: string | null = null;
+    const fields: Record<string, string[]> = {};
+    if (body && typeof body === 'object' && !Array.isArray(body)) {
+      for (const [k, v] of Object.entries(body as Record<string, unknown>)) {
+        if (k === 'detail' && typeof v === 'string') detail = v;
+        else fields[k] = flattenMessages(v);
+      }
+    } else if (Array.isArray(body)) {
+      fields['non_field_errors'] = flattenMessages(body);
+    } else if (typeof body === 'string' && body.trim() && !body.trimStart().startsWith('<')) {
+      detail = body.trim().slice(0, 300);
+    }
+    const parts: string[] = [];
+    if (detail) parts.push(detail);
+    for (const [k, msgs] of Object.entries(fields)) {
+      if (k === 'embedding_status' || k === 'current') continue; // data, not messages
+      parts.push(k === 'non_field_errors' ? msgs.join(' ') : `${k}: ${msgs.join(' ')}`);
+    }
+    const message = parts.length ? parts.join('; ') : `HTTP ${status} ${statusText}`.trim();
+    return new ApiError(status, message, detail, fields, body);
+  }
+}
+
+function flattenMessages(v: unknown): string[] {
+  if (Array.isArray(v)) return v.flatMap(flattenMessages);
+  if (v && typeof v === 'object') {
+    return Object.entries(v as Record<string, unknown>).flatMap(([k, x]) => flattenMessages(x).map((m) => `${k}: ${m}`));
+  }
+  return [String(v)];
+}
+
+export function csrfToken(cookie: string = typeof document !== 'undefined' ? document.cookie : ''): string | null {
+  for (const part of cookie.split(';')) {
+    const [k, ...rest] = part.trim().split('=');
+    if (k === 'csrftoken') return decodeURIComponent(rest.join('='));
+  }
+  return null;
+}
+
+let apiRoot = '/api/';
+
+/** Set from the page's `data-api-root`. */
+export function setApiRoot(root: string): void {
+  apiRoot = root.endsWith('/') ? root : `${root}/`;
+}
+
+function url(path: string): string {
+  return path.startsWith('/') ? path : apiRoot + path;
+}
+
+async function request(path: string, init: RequestInit = {}): Promise<Response> {
+  const method = (init.method ?? 'GET').toUpperCase();
+  const headers = new Headers(init.headers);
+  if (!headers.has('Accept')) headers.set('Accept', 'application/json');
+  if (!['GET', 'HEAD', 'OPTIONS'].includes(method)) {
+    const token = csrfToken();
+    if (token) headers.set('X-CSRFToken', token);
+  }
+  let resp: Response;
+  try {
+    resp = await fetch(url(path), { ...init, headers, credentials: 'same-origin' });
+  } catch (e) {
+    throw new ApiError(0, `network error: ${(e as Error).message}`, null, {}, null);
+  }
+  if (!resp.ok) throw await ApiError.fromResponse(resp);
+  return resp;
+}
+
+async function json<T>(path: string, init?: RequestInit): Promise<T> {
+  const resp = await request(path, init);
+  return (resp.status === 204 ? null : await resp.json()) as T;
+}
+
+function jsonBody(method: string, body: unknown): RequestInit {
+  return { method, body: JSON.stringify(body), headers: { 'Content-Type': 'application/json' } };
+}
+
+export const listModels = (): Promise<ModelInfo[]> => json('models/');
+export const getProject = (projectId: number): Promise<Project> => json(`projects/${projectId}/`);
+export const listImages = (projectId: number): Promise<ImageInfo[]> => json(`projects/${projectId}/images/`);
+export const getImage = (imageId: number): Promise<ImageInfo> => json(`images/${imageId}/`);
+export const listAnnotations = (imageId: number): Promise<Annotation[]> => json(`images/${imageId}/annotations/`);
+export const createAnnotation = (imageId: number, body: AnnotationCreate): Promise<Annotation> =>
+  json(`images/${imageId}/annotations/`, jsonBody('POST', body));
+export const deleteAnnotation = (annotationId: number): Promise<null> =>
+  json(`annotations/${annotationId}/`, { method: 'DELETE' });
+
+/** The decoder ONNX URL of a model (what the worker fetches itself). */
+export const decoderUrl = (model: ModelInfo): string => url(model.decoder_url);
+
+/** The image's bytes as displayed (EXIF applied). */
+export const imageFileUrl = (image: ImageInfo): string => (image.file_url ? url(image.file_url) : url(`images/${image.id}/file`));
+
+export interface EmbeddingPayload {
+  fp16: ArrayBuffer;
+  modelId: string | null;
+}
+
+/**
+ * The image's fp16 1x256x64x64 embedding. The browser's HTTP cache handles the ETag
+ * (strong, immutable). A 409 (not ready yet) surfaces as ApiError with status 409 and
+ * `body.embedding_status`.
+ */
+export async function getEmbedding(image: ImageInfo): Promise<EmbeddingPayload> {
+  const resp = await request(image.embedding_url || `images/${image.id}/embedding`, {
+    headers: { Accept: 'application/octet-stream' },
+  });
+  const dtype = resp.headers.get('X-Embedding-Dtype');
+  if (dtype && dtype !== 'float16') throw new ApiError(resp.status, `embedding dtype ${dtype}, expected float16`, null, {}, null);
+  return { fp16: await resp.arrayBuffer(), modelId: resp.headers.get('X-Model-Id') };
+}

@@ -1,0 +1,479 @@
+/**
+ * The annotate page controller: loads project, decoder and image, turns pointer and
+ * keyboard input into prompts, runs the decoder through the bridge, saves masks through
+ * the API, and writes every outcome into the store.
+ */
+import {
+  ApiError,
+  createAnnotation,
+  decoderUrl,
+  deleteAnnotation,
+  getEmbedding,
+  getImage,
+  getProject,
+  imageFileUrl,
+  listAnnotations,
+  listImages,
+  listModels,
+  setApiRoot,
+  type Annotation,
+  type ImageInfo,
+} from './api';
+import { CanvasView } from './canvas';
+import { DecoderBridge, SupersededError } from './decoder/bridge';
+import { buildFeeds, lowResCandidate } from './lib/feeds';
+import { defaultCandidate, normalizeBox, promptsPayload, type Prompts } from './lib/prompts';
+import { decodeRle, encodeRle, type CocoRle } from './lib/rle';
+import {
+  chosenMask,
+  currentPrompts,
+  currentStep,
+  isReady,
+  shownStep,
+  Store,
+  type SavedMask,
+  type Step,
+} from './store';
+import { Panel } from './ui';
+
+export const WASM_PATHS = '/static/app/ort/';
+const POLL_MS = [500, 1000, 1000, 2000, 2000, 3000];
+
+export interface AppConfig {
+  projectId: number;
+  imageId: number | null;
+  apiRoot: string;
+}
+
+declare global {
+  interface Window {
+    /** click-to-mask durations (ms), one per pointer prompt whose mask got painted. */
+    __samPerf: number[];
+    /** True once the decoder and the current image's embedding are loaded. */
+    __samReady: boolean;
+    __samDebug: { currentMaskRle(): CocoRle | null; imageId(): number | null };
+  }
+}
+
+function errorText(e: unknown): string {
+  if (e instanceof ApiError) return e.status ? `${e.message} (HTTP ${e.status})` : e.message;
+  if (e instanceof Error) return e.message;
+  return String(e);
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Wall time spent on the current mask while the tab is visible (the `active_ms` field). */
+class ActiveTimer {
+  private startedAt: number | null = null;
+  private acc = 0;
+  start(): void {
+    if (this.startedAt === null && document.visibilityState === 'visible') this.startedAt = performance.now();
+  }
+  pause(): void {
+    if (this.startedAt !== null) this.acc += performance.now() - this.startedAt;
+    this.startedAt = null;
+  }
+  reset(): void {
+    this.acc = 0;
+    this.startedAt = null;
+  }
+  ms(): number {
+    return Math.round(this.acc + (this.startedAt !== null ? performance.now() - this.startedAt : 0));
+  }
+}
+
+export class AnnotateApp {
+  readonly store = new Store();
+  private readonly bridge = new DecoderBridge();
+  private readonly active = new ActiveTimer();
+  private navToken = 0;
+  private clickSeq = 0;
+
+  constructor(
+    private readonly root: HTMLElement,
+    private readonly config: AppConfig,
+  ) {
+    window.__samPerf = [];
+    window.__samReady = false;
+    window.__samDebug = {
+      currentMaskRle: () => {
+        const s = this.store.get();
+        const m = chosenMask(s);
+        return m && s.image ? encodeRle(m.mask, s.image.height, s.image.width) : null;
+      },
+      imageId: () => this.store.get().image?.id ?? null,
+    };
+    root.classList.add('sam-app');
+    const panel = new Panel(this.store, {
+      prev: () => this.navigate('prev'),
+      next: () => this.navigate('next'),
+      undo: () => this.undo(),
+      clear: () => this.clear(),
+      save: () => void this.save(),
+      chooseCandidate: (i) => this.chooseCandidate(i),
+      selectCategory: (id) => this.store.set({ categoryId: id }),
+      deleteAnnotation: (id) => void this.removeAnnotation(id),
+    });
+    const body = document.createElement('div');
+    body.className = 'body';
+    root.replaceChildren(panel.toolbar, body, panel.status);
+    new CanvasView(body, this.store, {
+      onClick: (x, y, negative, ts) => this.addPoint(x, y, negative, ts),
+      onDrag: (x0, y0, x1, y1, done, ts) => this.dragBox(x0, y0, x1, y1, done, ts),
+    });
+    body.append(panel.side);
+    document.addEventListener('keydown', (ev) => this.onKey(ev));
+    document.addEventListener('visibilitychange', () => {
+      if (document.visibilityState === 'hidden') this.active.pause();
+      else if (this.store.get().steps.length) this.active.start();
+    });
+    this.store.subscribe((s) => {
+      const ready = isReady(s);
+      if (window.__samReady !== ready) {
+        window.__samReady = ready;
+        document.body.dataset['samReady'] = String(ready);
+      }
+    });
+  }
+
+  async start(): Promise<void> {
+    setApiRoot(this.config.apiRoot);
+    const projectP = getProject(this.config.projectId).then((project) => {
+      this.store.set({ project, categoryId: project.categories[0]?.id ?? null });
+      return project;
+    });
+    void this.loadDecoder(projectP);
+    let imageId = this.config.imageId;
+    try {
+      if (imageId === null) {
+        const images = await listImages(this.config.projectId);
+        if (!images.length) {
+          this.store.set({ embedding: { phase: 'idle', detail: '' }, message: { kind: 'info', text: 'This project has no images yet.' } });
+          return;
+        }
+        imageId = images[0]!.id;
+      }
+      await projectP;
+    } catch (e) {
+      this.store.set({ message: { kind: 'error', text: `Cannot load the project: ${errorText(e)}` } });
+      return;
+    }
+    await this.openImage(imageId);
+  }
+
+  private async loadDecoder(projectP: Promise<{ model_id: string }>): Promise<void> {
+    this.store.set({ decoder: { phase: 'loading', detail: '' } });
+    try {
+      const [project, models] = await Promise.all([projectP, listModels()]);
+      const model = models.find((m) => m.model_id === project.model_id);
+      if (!model) throw new Error(`model ${project.model_id} is not among the server's models (${models.map((m) => m.model_id).join(', ') || 'none'})`);
+      this.store.set({ model, decoder: { phase: 'loading', detail: model.name } });
+      const r = await this.bridge.init(decoderUrl(model), WASM_PATHS);
+      const threads = `${r.numThreads} thread${r.numThreads > 1 ? 's' : ''}`;
+      this.store.set({ decoder: { phase: 'ready', detail: `${model.name}, wasm, ${threads}, ${Math.round(r.loadMs)} ms` } });
+    } catch (e) {
+      this.store.set({ decoder: { phase: 'failed', detail: errorText(e) } });
+    }
+  }
+
+  // Images -------------------------------------------------------------------
+
+  private async openImage(imageId: number): Promise<void> {
+    const token = ++this.navToken;
+    const stale = (): boolean => token !== this.navToken;
+    this.active.reset();
+    this.store.set({ steps: [], dragBox: null, embedding: { phase: 'loading', detail: '' }, message: null });
+    let info: ImageInfo;
+    let picture: HTMLImageElement;
+    let annotations: Annotation[];
+    try {
+      info = await getImage(imageId);
+      [picture, annotations] = await Promise.all([loadPicture(imageFileUrl(info)), listAnnotations(imageId)]);
+    } catch (e) {
+      if (!stale()) this.store.set({ embedding: { phase: 'failed', detail: '' }, message: { kind: 'error', text: `Cannot open image ${imageId}: ${errorText(e)}` } });
+      return;
+    }
+    if (stale()) return;
+    const url = new URL(window.location.href);
+    url.searchParams.set('image', String(imageId));
+    window.history.replaceState(null, '', url);
+    this.store.set({ image: info, picture, saved: annotations.map(toSaved), steps: [] });
+    await this.ensureEmbedding(info, stale);
+    if (!stale() && this.store.get().embedding.phase === 'ready') void this.prefetch(info.next_id ?? null);
+  }
+
+  /** Gets the embedding into the worker, polling while the server still computes it. */
+  private async ensureEmbedding(first: ImageInfo, stale: () => boolean): Promise<void> {
+    let info = first;
+    const t0 = performance.now();
+    for (let attempt = 0; !stale(); attempt++) {
+      if (this.bridge.hasEmbedding(info.id)) {
+        this.store.set({ embedding: { phase: 'ready', detail: '' } });
+        return;
+      }
+      if (info.embedding_status === 'failed') {
+        this.store.set({ embedding: { phase: 'failed', detail: `— ${info.embedding_error || 'no reason given'}` } });
+        return;
+      }
+      try {
+        if (info.embedding_status === 'ready') {
+          this.store.set({ embedding: { phase: 'loading', detail: '' } });
+          const { fp16 } = await getEmbedding(info);
+          if (stale()) {
+            await this.bridge.loadEmbedding(info.id, fp16); // keep it for when the user comes back
+            return;
+          }
+          await this.bridge.loadEmbedding(info.id, fp16);
+          continue; // -> hasEmbedding -> ready
+        }
+        this.store.set({ embedding: { phase: 'pending', detail: `(${Math.round((performance.now() - t0) / 1000)} s)` } });
+        await sleep(POLL_MS[Math.min(attempt, POLL_MS.length - 1)]!);
+        if (stale()) return;
+        info = await getImage(info.id);
+        this.store.set({ image: { ...info } });
+      } catch (e) {
+        if (e instanceof ApiError && e.status === 409) {
+          // Not ready after all (status raced the listing): poll.
+          info = { ...info, embedding_status: 'pending' };
+          continue;
+        }
+        if (!stale()) this.store.set({ embedding: { phase: 'failed', detail: `— ${errorText(e)}` } });
+        return;
+      }
+    }
+  }
+
+  /** Warms the next image: its embedding into the worker's LRU, its photo into the HTTP cache. */
+  private async prefetch(nextId: number | null): Promise<void> {
+    if (nextId === null || this.bridge.hasEmbedding(nextId)) return;
+    try {
+      const info = await getImage(nextId);
+      void loadPicture(imageFileUrl(info)).catch(() => undefined); // shown with its own error if opened
+      if (info.embedding_status !== 'ready') return;
+      const { fp16 } = await getEmbedding(info);
+      await this.bridge.loadEmbedding(info.id, fp16);
+    } catch (e) {
+      // Not user-facing: opening that image retries and reports properly.
+      console.warn(`prefetch of image ${nextId} failed: ${errorText(e)}`);
+    }
+  }
+
+  private navigate(dir: 'next' | 'prev'): void {
+    const img = this.store.get().image;
+    const id = dir === 'next' ? img?.next_id : img?.prev_id;
+    if (!id) {
+      this.store.set({ message: { kind: 'info', text: dir === 'next' ? 'This is the last image.' : 'This is the first image.' } });
+      return;
+    }
+    void this.openImage(id);
+  }
+
+  // Prompts ------------------------------------------------------------------
+
+  private addPoint(x: number, y: number, negative: boolean, timeStamp: number): void {
+    if (!this.checkReady()) return;
+    const prev = currentPrompts(this.store.get());
+    const prompts: Prompts = { points: [...prev.points, { x, y, label: negative ? 0 : 1 }], box: prev.box };
+    // Refinement: a click added to an existing mask feeds back its low-res logits.
+    this.pushStep(prompts, true, timeStamp);
+  }
+
+  private dragBox(x0: number, y0: number, x1: number, y1: number, done: boolean, timeStamp: number): void {
+    if (!done) {
+      this.store.set({ dragBox: normalizeBox(x0, y0, x1, y1) });
+      return;
+    }
+    this.store.set({ dragBox: null });
+    const box = normalizeBox(x0, y0, x1, y1);
+    if (box[2] - box[0] < 2 || box[3] - box[1] < 2 || !this.checkReady()) return;
+    this.pushStep({ points: currentPrompts(this.store.get()).points, box }, false, timeStamp);
+  }
+
+  private checkReady(): boolean {
+    const s = this.store.get();
+    if (isReady(s)) return true;
+    const why =
+      s.decoder.phase !== 'ready' ? `the decoder is ${s.decoder.phase}` : `the embedding is ${s.embedding.phase}`;
+    this.store.set({ message: { kind: 'info', text: `Not ready yet: ${why}.` } });
+    return false;
+  }
+
+  private pushStep(prompts: Prompts, refine: boolean, timeStamp: number | null): void {
+    const s = this.store.get();
+    if (!s.steps.length) {
+      this.active.reset();
+      this.active.start();
+    }
+    const prevShown = shownStep(s);
+    const maskInput = refine && prevShown?.result ? lowResCandidate(prevShown.result.low_res_masks, prevShown.chosen) : null;
+    const step: Step = { prompts, result: null, chosen: 0 };
+    this.store.set({ steps: [...s.steps, step], message: null });
+    void this.decodeStep(step, maskInput, timeStamp);
+  }
+
+  private async decodeStep(step: Step, maskInput: Float32Array | null, timeStamp: number | null): Promise<void> {
+    const image = this.store.get().image;
+    if (!image) return;
+    const seq = ++this.clickSeq;
+    const startMark = `click-to-mask:start:${seq}`;
+    if (timeStamp !== null) performance.mark(startMark, { startTime: timeStamp });
+    let result;
+    try {
+      const feeds = buildFeeds(step.prompts, image.height, image.width, maskInput);
+      result = await this.bridge.decode(image.id, image.height, image.width, feeds);
+    } catch (e) {
+      if (!(e instanceof SupersededError)) this.store.set({ message: { kind: 'error', text: `Decoder error: ${errorText(e)}` } });
+      return;
+    }
+    const s = this.store.get();
+    const idx = s.steps.indexOf(step);
+    if (s.image?.id !== image.id || idx < 0) return; // navigated away or undone meanwhile
+    const steps = s.steps.slice();
+    steps[idx] = { ...step, result, chosen: defaultCandidate(step.prompts, result.iou_predictions) };
+    this.store.set({ steps }); // subscribers paint the mask synchronously
+    if (timeStamp !== null) {
+      const endMark = `click-to-mask:end:${seq}`;
+      performance.mark(endMark);
+      const m = performance.measure('click-to-mask', startMark, endMark);
+      window.__samPerf.push(m.duration);
+      performance.clearMarks(startMark);
+      performance.clearMarks(endMark);
+    }
+  }
+
+  private chooseCandidate(index: number): void {
+    const s = this.store.get();
+    const step = currentStep(s);
+    if (!step?.result) return;
+    const steps = s.steps.slice(0, -1);
+    steps.push({ ...step, chosen: index });
+    this.store.set({ steps });
+  }
+
+  private undo(): void {
+    const s = this.store.get();
+    if (!s.steps.length) return;
+    const steps = s.steps.slice(0, -1);
+    this.store.set({ steps, message: null });
+    const cur = steps[steps.length - 1];
+    if (cur && !cur.result) void this.decodeStep(cur, null, null); // it was superseded before it ran
+    if (!steps.length) this.active.reset();
+  }
+
+  private clear(): void {
+    this.active.reset();
+    this.store.set({ steps: [], dragBox: null, message: null });
+  }
+
+  // Saving -------------------------------------------------------------------
+
+  private async save(): Promise<void> {
+    const s = this.store.get();
+    const image = s.image;
+    const step = currentStep(s);
+    const m = chosenMask(s);
+    if (s.saving || !image) return;
+    if (!step?.result || !m || m.area === 0) {
+      this.store.set({ message: { kind: 'info', text: step && !step.result ? 'Wait for the mask to update.' : 'Nothing to save: click the object first.' } });
+      return;
+    }
+    if (s.categoryId === null) {
+      this.store.set({ message: { kind: 'error', text: 'Pick a category first.' } });
+      return;
+    }
+    this.store.set({ saving: true, message: null });
+    try {
+      const annotation = await createAnnotation(image.id, {
+        category: s.categoryId,
+        segmentation: encodeRle(m.mask, image.height, image.width),
+        prompts: promptsPayload(step.prompts),
+        predicted_iou: Math.round(m.iou * 1e4) / 1e4,
+        candidate_index: m.index,
+        model_id: s.model?.model_id ?? image.model_id ?? '',
+        active_ms: this.active.ms(),
+      });
+      this.active.reset();
+      const now = this.store.get();
+      if (now.image?.id !== image.id) return;
+      this.store.set({
+        saving: false,
+        steps: [],
+        saved: [...now.saved, toSaved(annotation)],
+        message: { kind: 'info', text: `Saved annotation #${annotation.id} (${annotation.area} px).` },
+      });
+    } catch (e) {
+      this.store.set({ message: { kind: 'error', text: `Save failed: ${errorText(e)}` } });
+    } finally {
+      if (this.store.get().saving) this.store.set({ saving: false });
+    }
+  }
+
+  private async removeAnnotation(id: number): Promise<void> {
+    try {
+      await deleteAnnotation(id);
+      this.store.set((s) => ({ saved: s.saved.filter((x) => x.annotation.id !== id), message: { kind: 'info', text: `Deleted annotation #${id}.` } }));
+    } catch (e) {
+      this.store.set({ message: { kind: 'error', text: `Delete failed: ${errorText(e)}` } });
+    }
+  }
+
+  // Keyboard -----------------------------------------------------------------
+
+  private onKey(ev: KeyboardEvent): void {
+    const t = ev.target as HTMLElement | null;
+    if (t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.tagName === 'SELECT' || t.isContentEditable)) return;
+    const key = ev.key;
+    if ((ev.ctrlKey || ev.metaKey) && (key === 'z' || key === 'Z')) {
+      ev.preventDefault();
+      this.undo();
+      return;
+    }
+    if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    switch (key) {
+      case 'Escape':
+        this.clear();
+        break;
+      case 'Enter':
+        if (t?.tagName === 'BUTTON') return; // let a focused button do its own thing
+        void this.save();
+        break;
+      case '1':
+      case '2':
+      case '3':
+        this.chooseCandidate(Number(key));
+        break;
+      case 'n':
+      case 'N':
+        this.navigate('next');
+        break;
+      case 'p':
+      case 'P':
+        this.navigate('prev');
+        break;
+      default:
+        return;
+    }
+    ev.preventDefault();
+  }
+}
+
+function toSaved(annotation: Annotation): SavedMask {
+  let mask: Uint8Array;
+  try {
+    mask = decodeRle(annotation.segmentation);
+  } catch {
+    mask = new Uint8Array(0); // drawn as nothing; the list still shows it
+  }
+  return { annotation, mask };
+}
+
+function loadPicture(src: string): Promise<HTMLImageElement> {
+  return new Promise((resolve, reject) => {
+    const img = new Image();
+    img.decoding = 'async';
+    img.onload = () => resolve(img);
+    img.onerror = () => reject(new Error(`cannot load image ${src}`));
+    img.src = src;
+  });
+}

@@ -1,0 +1,131 @@
+/**
+ * DecoderBridge: the one main-thread owner of the decoder worker. Turns the message
+ * protocol into promises, transfers buffers instead of copying them, and coalesces
+ * decode requests so only the newest prompt waits behind a running decode.
+ */
+import type { DecoderFeeds } from '../lib/feeds';
+import type { DecodeResult, InitResult, ResultMap, WorkerReply, WorkerRequest } from './protocol';
+
+/** An error the worker reported (or the worker itself crashed). */
+export class DecoderError extends Error {
+  constructor(message: string, readonly kind: string = 'DecoderError') {
+    super(message);
+    this.name = 'DecoderError';
+  }
+}
+
+/** A decode that was skipped because a newer prompt replaced it before it ran. */
+export class SupersededError extends Error {
+  constructor() {
+    super('superseded by a newer prompt');
+    this.name = 'SupersededError';
+  }
+}
+
+type Pending = { resolve: (v: never) => void; reject: (e: Error) => void };
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+
+interface QueuedDecode {
+  key: number;
+  height: number;
+  width: number;
+  feeds: DecoderFeeds;
+  resolve: (r: DecodeResult) => void;
+  reject: (e: Error) => void;
+}
+
+export class DecoderBridge {
+  private readonly worker: Worker;
+  private nextId = 1;
+  private readonly pending = new Map<number, Pending>();
+  private readonly loadedKeys = new Set<number>();
+  private decodeRunning = false;
+  private queued: QueuedDecode | null = null;
+
+  constructor(worker?: Worker) {
+    this.worker =
+      worker ?? new Worker(new URL('./decoder-worker.ts', import.meta.url), { type: 'module', name: 'sam-decoder' });
+    this.worker.onmessage = (ev: MessageEvent<WorkerReply>) => this.onReply(ev.data);
+    this.worker.onerror = (ev: ErrorEvent) => {
+      ev.preventDefault();
+      this.failAll(new DecoderError(`decoder worker crashed: ${ev.message || 'script error'}`));
+    };
+    this.worker.onmessageerror = () => this.failAll(new DecoderError('decoder worker sent an unreadable message'));
+  }
+
+  init(modelUrl: string, wasmPaths: string): Promise<InitResult> {
+    return this.request<'init'>({ type: 'init', modelUrl, wasmPaths }, []);
+  }
+
+  /** Hands the fp16 bytes to the worker (transferred: `fp16` is detached afterwards). */
+  async loadEmbedding(key: number, fp16: ArrayBuffer): Promise<void> {
+    const r = await this.request<'loadEmbedding'>({ type: 'loadEmbedding', key, fp16 }, [fp16]);
+    for (const k of r.evicted) this.loadedKeys.delete(k);
+    this.loadedKeys.add(key);
+  }
+
+  hasEmbedding(key: number): boolean {
+    return this.loadedKeys.has(key);
+  }
+
+  /**
+   * Runs the decoder. If a decode is already running, this one waits; if another comes
+   * in meanwhile, the waiting one is rejected with SupersededError (latest prompt wins).
+   * The feeds' buffers are transferred to the worker.
+   */
+  decode(key: number, height: number, width: number, feeds: DecoderFeeds): Promise<DecodeResult> {
+    return new Promise<DecodeResult>((resolve, reject) => {
+      if (this.queued) this.queued.reject(new SupersededError());
+      this.queued = { key, height, width, feeds, resolve, reject };
+      this.pump();
+    });
+  }
+
+  terminate(): void {
+    this.worker.terminate();
+    this.failAll(new DecoderError('decoder worker terminated'));
+  }
+
+  private pump(): void {
+    if (this.decodeRunning || !this.queued) return;
+    const q = this.queued;
+    this.queued = null;
+    this.decodeRunning = true;
+    const f = q.feeds;
+    const transfer = [f.point_coords.buffer, f.point_labels.buffer, f.mask_input.buffer, f.has_mask_input.buffer, f.orig_im_size.buffer];
+    this.request<'decode'>({ type: 'decode', key: q.key, height: q.height, width: q.width, feeds: f }, transfer)
+      .then(q.resolve, q.reject)
+      .finally(() => {
+        this.decodeRunning = false;
+        this.pump();
+      });
+  }
+
+  private request<K extends keyof ResultMap>(
+    msg: DistributiveOmit<Extract<WorkerRequest, { type: K }>, 'id'>,
+    transfer: Transferable[],
+  ): Promise<ResultMap[K]> {
+    const id = this.nextId++;
+    return new Promise<ResultMap[K]>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: never) => void, reject });
+      this.worker.postMessage({ ...msg, id }, transfer);
+    });
+  }
+
+  private onReply(reply: WorkerReply): void {
+    const p = this.pending.get(reply.id);
+    if (!p) return;
+    this.pending.delete(reply.id);
+    if (reply.ok) p.resolve(reply.result as never);
+    else p.reject(new DecoderError(reply.error.message, reply.error.name));
+  }
+
+  private failAll(err: Error): void {
+    for (const p of this.pending.values()) p.reject(err);
+    this.pending.clear();
+    if (this.queued) {
+      this.queued.reject(err);
+      this.queued = null;
+    }
+  }
+}

@@ -1,0 +1,129 @@
+/**
+ * The one owner of annotate-page state. Views subscribe and draw what it says; only the
+ * controller (app.ts) writes to it.
+ */
+import type { Annotation, Category, ImageInfo, ModelInfo, Project } from './api';
+import type { DecodeResult } from './decoder/protocol';
+import type { Box, Prompts } from './lib/prompts';
+import { EMPTY_PROMPTS } from './lib/prompts';
+
+/** One prompt change: the prompts after it and what the decoder made of them. */
+export interface Step {
+  prompts: Prompts;
+  /** null while decoding, or when a newer prompt superseded this one before it ran. */
+  result: DecodeResult | null;
+  /** Index 0..3 into the 4 decoder outputs. */
+  chosen: number;
+}
+
+export interface SavedMask {
+  annotation: Annotation;
+  /** Row-major H x W 0/1, decoded from the annotation's RLE once. */
+  mask: Uint8Array;
+}
+
+export type Phase = 'idle' | 'loading' | 'pending' | 'ready' | 'failed';
+
+export interface Message {
+  kind: 'info' | 'error';
+  text: string;
+}
+
+export interface AnnotateState {
+  project: Project | null;
+  model: ModelInfo | null;
+  image: ImageInfo | null;
+  /** The decoded photo, drawn on the image layer. */
+  picture: HTMLImageElement | null;
+  decoder: { phase: Phase; detail: string };
+  embedding: { phase: Phase; detail: string };
+  steps: Step[];
+  /** Rubber band while dragging a box (image pixels). */
+  dragBox: Box | null;
+  categoryId: number | null;
+  saved: SavedMask[];
+  saving: boolean;
+  message: Message | null;
+}
+
+export const initialState: AnnotateState = {
+  project: null,
+  model: null,
+  image: null,
+  picture: null,
+  decoder: { phase: 'idle', detail: '' },
+  embedding: { phase: 'idle', detail: '' },
+  steps: [],
+  dragBox: null,
+  categoryId: null,
+  saved: [],
+  saving: false,
+  message: null,
+};
+
+export type Listener = (state: AnnotateState, prev: AnnotateState) => void;
+
+export class Store {
+  private state: AnnotateState;
+  private readonly listeners = new Set<Listener>();
+
+  constructor(state: AnnotateState = initialState) {
+    this.state = state;
+  }
+
+  get(): AnnotateState {
+    return this.state;
+  }
+
+  /** Shallow-merge a patch and notify subscribers synchronously (so a draw is done on return). */
+  set(patch: Partial<AnnotateState> | ((s: AnnotateState) => Partial<AnnotateState>)): void {
+    const prev = this.state;
+    const p = typeof patch === 'function' ? patch(prev) : patch;
+    this.state = { ...prev, ...p };
+    for (const l of this.listeners) l(this.state, prev);
+  }
+
+  subscribe(l: Listener): () => void {
+    this.listeners.add(l);
+    l(this.state, initialState);
+    return () => this.listeners.delete(l);
+  }
+}
+
+// Selectors ----------------------------------------------------------------
+
+export function currentStep(s: AnnotateState): Step | null {
+  return s.steps.length ? s.steps[s.steps.length - 1]! : null;
+}
+
+export function currentPrompts(s: AnnotateState): Prompts {
+  return currentStep(s)?.prompts ?? EMPTY_PROMPTS;
+}
+
+/** The last step that has a decoder result (what the mask layer shows). */
+export function shownStep(s: AnnotateState): Step | null {
+  for (let i = s.steps.length - 1; i >= 0; i--) if (s.steps[i]!.result) return s.steps[i]!;
+  return null;
+}
+
+/** The chosen candidate's row-major mask (a view into the result), or null. */
+export function chosenMask(s: AnnotateState): { mask: Uint8Array; index: number; iou: number; area: number } | null {
+  const st = shownStep(s);
+  if (!st?.result) return null;
+  const r = st.result;
+  const hw = r.height * r.width;
+  return {
+    mask: r.masks.subarray(st.chosen * hw, (st.chosen + 1) * hw),
+    index: st.chosen,
+    iou: r.iou_predictions[st.chosen] ?? 0,
+    area: r.areas[st.chosen] ?? 0,
+  };
+}
+
+export function categoryById(s: AnnotateState, id: number | null): Category | null {
+  return s.project?.categories.find((c) => c.id === id) ?? null;
+}
+
+export function isReady(s: AnnotateState): boolean {
+  return s.decoder.phase === 'ready' && s.embedding.phase === 'ready' && s.image !== null;
+}

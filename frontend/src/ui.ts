@@ -1,0 +1,210 @@
+/**
+ * Toolbar, side panel (categories, candidates, annotations, keyboard help) and status
+ * line. Rendered from the store; user actions go to the controller through `Actions`.
+ */
+import { categoryById, chosenMask, currentStep, shownStep, type AnnotateState, type Store } from './store';
+
+export interface Actions {
+  prev(): void;
+  next(): void;
+  undo(): void;
+  clear(): void;
+  save(): void;
+  chooseCandidate(index: number): void;
+  selectCategory(id: number): void;
+  deleteAnnotation(id: number): void;
+}
+
+type Attrs = Record<string, string | number | boolean | undefined>;
+
+function h<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  attrs: Attrs = {},
+  ...children: (Node | string | null)[]
+): HTMLElementTagNameMap[K] {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === false) continue;
+    if (k === 'class') el.className = String(v);
+    else if (k.startsWith('data-')) el.setAttribute(k, String(v));
+    else el.setAttribute(k, v === true ? '' : String(v));
+  }
+  for (const c of children) if (c !== null) el.append(c);
+  return el;
+}
+
+const KEYS: [string, string][] = [
+  ['Left click', 'add a positive point'],
+  ['Right click / Shift+click', 'add a negative point'],
+  ['Drag', 'draw a box'],
+  ['1 / 2 / 3', 'switch mask candidate'],
+  ['Enter', 'save the mask'],
+  ['Ctrl+Z', 'undo the last prompt'],
+  ['Esc', 'clear the prompts'],
+  ['N / P', 'next / previous image'],
+];
+
+export class Panel {
+  readonly toolbar: HTMLElement;
+  readonly side: HTMLElement;
+  readonly status: HTMLElement;
+  private readonly projectName = h('span', { class: 'project-name' });
+  private readonly imageName = h('span', { class: 'image-name', id: 'image-name' });
+  private readonly prevBtn = h('button', { class: 'btn', id: 'prev-btn', title: 'Previous image (P)' }, '◀ Prev');
+  private readonly nextBtn = h('button', { class: 'btn', id: 'next-btn', title: 'Next image (N)' }, 'Next ▶');
+  private readonly categorySelect = h('select', { id: 'category-select', 'aria-label': 'Category' });
+  private readonly chips = h('div', { class: 'chips', id: 'candidate-chips', role: 'group', 'aria-label': 'Mask candidates' });
+  private readonly undoBtn = h('button', { class: 'btn', id: 'undo-btn', title: 'Undo (Ctrl+Z)' }, 'Undo');
+  private readonly clearBtn = h('button', { class: 'btn', id: 'clear-btn', title: 'Clear prompts (Esc)' }, 'Clear');
+  private readonly saveBtn = h('button', { class: 'btn primary', id: 'save-btn', title: 'Save mask (Enter)' }, 'Save');
+  private readonly categoryList = h('ul', { class: 'category-list', id: 'category-list' });
+  private readonly annotationList = h('ul', { class: 'annotation-list', id: 'annotation-list' });
+  private readonly annotationCount = h('span', { class: 'count' });
+  private readonly decoderStatus = h('span', { class: 'status-item', id: 'decoder-status' });
+  private readonly embeddingStatus = h('span', { class: 'status-item', id: 'embedding-status' });
+  private readonly messageEl = h('span', { class: 'status-message', id: 'status-message', role: 'status', 'aria-live': 'polite' });
+  private readonly maskInfo = h('span', { class: 'status-item', id: 'mask-info' });
+
+  constructor(store: Store, private readonly actions: Actions) {
+    this.toolbar = h(
+      'header',
+      { class: 'toolbar' },
+      h('span', { class: 'brand' }, 'SAM annotator'),
+      this.projectName,
+      h('div', { class: 'group nav' }, this.prevBtn, this.imageName, this.nextBtn),
+      h('label', { class: 'group' }, h('span', { class: 'label' }, 'Category'), this.categorySelect),
+      h('div', { class: 'group' }, h('span', { class: 'label' }, 'Mask'), this.chips),
+      h('div', { class: 'group end' }, this.undoBtn, this.clearBtn, this.saveBtn),
+    );
+    this.side = h(
+      'aside',
+      { class: 'side-panel' },
+      h('section', {}, h('h2', {}, 'Categories'), this.categoryList),
+      h('section', {}, h('h2', {}, 'Annotations ', this.annotationCount), this.annotationList),
+      h(
+        'section',
+        { class: 'help' },
+        h('h2', {}, 'Keyboard'),
+        h('dl', {}, ...KEYS.flatMap(([k, v]) => [h('dt', {}, ...k.split(' / ').flatMap((x, i) => [i ? ' / ' : '', h('kbd', {}, x)])), h('dd', {}, v)])),
+      ),
+    );
+    this.status = h('footer', { class: 'status-line', id: 'status-line' }, this.decoderStatus, this.embeddingStatus, this.maskInfo, this.messageEl);
+
+    this.prevBtn.onclick = () => actions.prev();
+    this.nextBtn.onclick = () => actions.next();
+    this.undoBtn.onclick = () => actions.undo();
+    this.clearBtn.onclick = () => actions.clear();
+    this.saveBtn.onclick = () => actions.save();
+    this.categorySelect.onchange = () => {
+      actions.selectCategory(Number(this.categorySelect.value));
+      this.categorySelect.blur(); // give keys (N, P, 1-3) back to the canvas
+    };
+    store.subscribe((s, prev) => this.render(s, prev));
+  }
+
+  private render(s: AnnotateState, prev: AnnotateState): void {
+    if (s.project !== prev.project) this.renderCategories(s);
+    if (s.categoryId !== prev.categoryId || s.project !== prev.project) this.renderCategorySelection(s);
+    if (s.image !== prev.image || s.project !== prev.project) {
+      this.projectName.textContent = s.project?.name ?? '';
+      this.imageName.textContent = s.image ? `${s.image.file_name}  (#${s.image.id})` : 'loading…';
+      this.imageName.title = s.image ? `${s.image.width}×${s.image.height}` : '';
+      this.prevBtn.disabled = !s.image?.prev_id;
+      this.nextBtn.disabled = !s.image?.next_id;
+    }
+    if (s.steps !== prev.steps) this.renderChips(s);
+    if (s.saved !== prev.saved || s.project !== prev.project) this.renderAnnotations(s);
+    if (s.decoder !== prev.decoder || s.embedding !== prev.embedding || s.message !== prev.message || s.steps !== prev.steps || s.saving !== prev.saving) {
+      this.renderStatus(s);
+    }
+    const hasMask = (chosenMask(s)?.area ?? 0) > 0;
+    this.saveBtn.disabled = !hasMask || s.saving || s.categoryId === null;
+    this.undoBtn.disabled = s.steps.length === 0;
+    this.clearBtn.disabled = s.steps.length === 0;
+  }
+
+  private renderCategories(s: AnnotateState): void {
+    const cats = s.project?.categories ?? [];
+    this.categorySelect.replaceChildren(...cats.map((c) => h('option', { value: c.id }, c.name)));
+    this.categoryList.replaceChildren(
+      ...cats.map((c) => {
+        const li = h('li', { 'data-category-id': c.id, tabindex: 0 }, h('span', { class: 'swatch', style: `background:${c.color}` }), c.name);
+        li.onclick = () => this.actions.selectCategory(c.id);
+        return li;
+      }),
+    );
+  }
+
+  private renderCategorySelection(s: AnnotateState): void {
+    if (s.categoryId !== null) this.categorySelect.value = String(s.categoryId);
+    for (const li of this.categoryList.children) {
+      li.classList.toggle('selected', (li as HTMLElement).dataset['categoryId'] === String(s.categoryId));
+    }
+  }
+
+  private renderChips(s: AnnotateState): void {
+    const step = currentStep(s);
+    const shown = shownStep(s);
+    const r = shown?.result;
+    if (!r) {
+      this.chips.replaceChildren(h('span', { class: 'muted' }, step ? 'decoding…' : 'click the image'));
+      return;
+    }
+    const chips: HTMLElement[] = [];
+    if (shown.chosen === 0) {
+      chips.push(h('span', { class: 'chip active', title: 'single-mask output, used for several prompts', 'data-candidate': 0 }, `auto · ${(r.iou_predictions[0] ?? 0).toFixed(2)}`));
+    }
+    for (let i = 1; i <= 3; i++) {
+      const b = h(
+        'button',
+        { class: `chip${shown.chosen === i ? ' active' : ''}`, 'data-candidate': i, title: `candidate ${i}: predicted IoU, ${r.areas[i]} px` },
+        h('kbd', {}, String(i)),
+        ` ${(r.iou_predictions[i] ?? 0).toFixed(2)}`,
+      );
+      b.onclick = () => this.actions.chooseCandidate(i);
+      chips.push(b);
+    }
+    this.chips.replaceChildren(...chips);
+  }
+
+  private renderAnnotations(s: AnnotateState): void {
+    this.annotationCount.textContent = `(${s.saved.length})`;
+    if (!s.saved.length) {
+      this.annotationList.replaceChildren(h('li', { class: 'muted empty' }, 'No masks saved on this image yet.'));
+      return;
+    }
+    this.annotationList.replaceChildren(
+      ...s.saved.map(({ annotation: a }) => {
+        const cat = categoryById(s, a.category);
+        const del = h('button', { class: 'icon-btn', title: 'Delete annotation', 'aria-label': 'Delete annotation' }, '×');
+        del.onclick = () => this.actions.deleteAnnotation(a.id);
+        return h(
+          'li',
+          { 'data-annotation-id': a.id },
+          h('span', { class: 'swatch', style: `background:${cat?.color ?? '#999'}` }),
+          h('span', { class: 'name' }, cat?.name ?? `category ${a.category}`),
+          h('span', { class: 'muted' }, `${a.area} px · IoU ${a.predicted_iou?.toFixed(2) ?? '–'}`),
+          del,
+        );
+      }),
+    );
+  }
+
+  private renderStatus(s: AnnotateState): void {
+    const d = s.decoder;
+    const e = s.embedding;
+    const dText = { idle: '—', loading: 'loading…', pending: 'loading…', ready: 'ready', failed: 'failed' }[d.phase];
+    const eText = { idle: '—', loading: 'loading…', pending: 'pending — computing on the server…', ready: 'ready', failed: 'failed' }[e.phase];
+    this.decoderStatus.textContent = `Decoder: ${dText}${d.detail ? ` (${d.detail})` : ''}`;
+    this.decoderStatus.dataset['phase'] = d.phase;
+    this.embeddingStatus.textContent = `Embedding: ${eText}${e.detail ? ` ${e.detail}` : ''}`;
+    this.embeddingStatus.dataset['phase'] = e.phase;
+    this.status.dataset['decoder'] = d.phase;
+    this.status.dataset['embedding'] = e.phase;
+    const m = chosenMask(s);
+    this.maskInfo.textContent = m ? `Mask: ${m.area} px, candidate ${m.index}, IoU ${m.iou.toFixed(3)}` : '';
+    this.messageEl.textContent = s.saving ? 'Saving…' : (s.message?.text ?? '');
+    this.messageEl.className = `status-message ${s.message?.kind ?? ''}`;
+    this.status.classList.toggle('has-error', d.phase === 'failed' || e.phase === 'failed' || s.message?.kind === 'error');
+  }
+}

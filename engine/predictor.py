@@ -8,6 +8,7 @@ Coordinates: pixel (x, y) in the EXIF-corrected original image unless a name say
 from __future__ import annotations
 
 import io
+import logging
 from pathlib import Path
 from typing import BinaryIO
 
@@ -74,12 +75,16 @@ def preprocess(sam: Sam, image: np.ndarray) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def embed(model: LoadedModel | Sam, image: np.ndarray) -> torch.Tensor:
+def embed(model: LoadedModel | Sam, image: np.ndarray, backend: str = "auto") -> torch.Tensor:
     """Image embedding of one photo (SAM §3, image encoder run once per image).
 
     Args:
         model: a built model.
         image: HxWx3 uint8 RGB (EXIF-corrected).
+        backend: ``"auto"`` runs the shipped default model's encoder in onnxruntime on CPU
+            (exported once per model id into ``engine.onnx_encoder.cache_dir()``; about
+            0.15 s per photo on 2 cores against 0.9 s in torch) and everything else in
+            torch; ``"torch"`` forces torch; ``"onnx"`` forces onnxruntime.
 
     Returns:
         1x256x64x64 float32 tensor on the CPU.
@@ -90,7 +95,23 @@ def embed(model: LoadedModel | Sam, image: np.ndarray) -> torch.Tensor:
     sam = model.sam if isinstance(model, LoadedModel) else model
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ImageError(f"expected HxWx3 uint8, got shape {image.shape} dtype {image.dtype}")
-    return sam.image_encoder(preprocess(sam, image)).float().cpu()
+    x = preprocess(sam, image)
+    use_onnx = backend == "onnx" or (
+        backend == "auto" and isinstance(model, LoadedModel) and model.name == "default"
+        and sam.device.type == "cpu"
+    )
+    if use_onnx:
+        try:
+            from .onnx_encoder import encoder_session
+
+            model_id = model.model_id if isinstance(model, LoadedModel) else f"sam-{id(sam)}-untrained"
+            sess = encoder_session(model_id, sam.image_encoder)
+            return torch.from_numpy(sess.run(None, {"image": x.cpu().numpy()})[0].astype(np.float32))
+        except Exception as exc:  # no onnxruntime, unwritable cache, failed parity: torch still works
+            if backend == "onnx":
+                raise
+            logging.getLogger(__name__).warning("onnxruntime encoder unavailable (%s); using torch", exc)
+    return sam.image_encoder(x).float().cpu()
 
 
 def embedding_to_bytes(embedding: torch.Tensor) -> bytes:

@@ -115,3 +115,146 @@ def rle_area(rle: dict[str, Any]) -> int:
 def rle_bbox(rle: dict[str, Any]) -> list[float]:
     """Tight box of the mask, XYWH in pixels ([0, 0, 0, 0] for an empty mask)."""
     return [float(v) for v in mask_utils.toBbox(_c(rle))]
+
+
+# ---------------------------------------------------------------- polygons
+#
+# COCO polygons are in continuous pixel coordinates: pixel (x, y) is the unit square
+# [x, x+1] x [y, y+1], and pycocotools rasterises a polygon by even-odd parity along each
+# column (``rleFrPoly``), so a polygon that runs along the pixel *edges* ("crack" outline)
+# decodes to exactly the original pixels. The polygons of one annotation are *unioned*
+# (``frPyObjects`` + ``merge``), so a hole cannot be a polygon of its own: it is joined to
+# its outer ring by a zero-width bridge (walked there and back, which leaves the parity
+# unchanged), giving one polygon per connected piece.
+
+
+def _crack_ring(contour: np.ndarray, x0: int, y0: int) -> list[tuple[int, int]]:
+    """A cv2 contour traced on a 2x-upsampled mask -> the ring of pixel corners it follows.
+
+    On the 2x grid every pixel is a 2x2 block, so the contour's sub-pixels sit on the
+    block's outer half; ``(X + 1) // 2`` maps both the even (left/top) and odd
+    (right/bottom) sub-pixel to the pixel edge beside it. Diagonal steps (concave corners)
+    collapse to the shared corner; repeated and collinear points are dropped.
+    """
+    pts = contour.reshape(-1, 2)
+    ring: list[tuple[int, int]] = []
+    for X, Y in pts:
+        p = ((int(X) + 1) // 2 + x0, (int(Y) + 1) // 2 + y0)
+        if not ring or ring[-1] != p:
+            ring.append(p)
+    while len(ring) > 1 and ring[0] == ring[-1]:
+        ring.pop()
+    # Drop middle points of straight runs (axis-aligned after the mapping).
+    changed = True
+    while changed and len(ring) > 4:
+        changed = False
+        out: list[tuple[int, int]] = []
+        n = len(ring)
+        for i in range(n):
+            a, b, c = ring[i - 1], ring[i], ring[(i + 1) % n]
+            if (a[0] == b[0] == c[0] and (a[1] - b[1]) * (c[1] - b[1]) < 0) or \
+               (a[1] == b[1] == c[1] and (a[0] - b[0]) * (c[0] - b[0]) < 0):
+                changed = True
+                continue
+            out.append(b)
+        ring = out
+    return ring
+
+
+def mask_to_polygons(mask: np.ndarray) -> list[list[float]]:
+    """HxW mask -> COCO polygons ``[[x0, y0, x1, y1, ...], ...]`` that decode to the same pixels.
+
+    One polygon per 8-connected piece (a mask in several pieces stays one annotation with
+    several polygons); the piece's holes are bridged into its polygon (see above). Vertices
+    are pixel corners (integers, as floats), so ``pycocotools.mask.frPyObjects`` gives back
+    the mask exactly; every polygon has at least 4 vertices (pycocotools reads a 4-number
+    list as a box). Contours by OpenCV (``cv2.findContours``, ``RETR_CCOMP``: outer
+    borders and the borders of their holes; an island inside a hole is a piece of its own).
+
+    Returns:
+        list of flat coordinate lists, x then y, in pixels; ``[]`` for an empty mask.
+    """
+    import cv2
+
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be HxW, got shape {mask.shape}")
+    ys, xs = np.nonzero(mask)
+    if len(xs) == 0:
+        return []
+    x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+    crop = np.ascontiguousarray(mask[y0:y1, x0:x1] != 0, dtype=np.uint8)
+    up = np.pad(np.kron(crop, np.ones((2, 2), np.uint8)), 1)
+    contours, hierarchy = cv2.findContours(up, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    if hierarchy is None:
+        return []
+    hierarchy = hierarchy[0]
+    # The padding shifts the 2x grid by one sub-pixel: undo it before mapping to corners.
+    shifted = [c.reshape(-1, 2) - 1 for c in contours]
+    polygons: list[list[float]] = []
+    for i, (_next, _prev, child, parent) in enumerate(hierarchy):
+        if parent != -1:
+            continue
+        ring = _crack_ring(shifted[i], x0, y0)
+        holes = []
+        c = child
+        while c != -1:
+            hole = _crack_ring(shifted[c], x0, y0)
+            if len(hole) >= 3:
+                holes.append(hole)
+            c = hierarchy[c][0]
+        ring = _bridge_holes(ring, holes)
+        polygons.append([float(v) for p in ring for v in p])
+    return polygons
+
+
+def _bridge_holes(ring: list[tuple[int, int]], holes: list[list[tuple[int, int]]]) -> list[tuple[int, int]]:
+    """Splice each hole into the outer ring: outer vertex -> hole ring (closed) -> same outer vertex.
+
+    The bridge goes from the hole's first vertex to the nearest vertex of the ring built so
+    far; it is walked in both directions, so pycocotools' parity fill cancels it out.
+    """
+    out = list(ring)
+    for hole in holes:
+        hx, hy = hole[0]
+        j = min(range(len(out)), key=lambda k: (out[k][0] - hx) ** 2 + (out[k][1] - hy) ** 2)
+        out = out[: j + 1] + hole + [hole[0]] + out[j:]
+    return out
+
+
+def polygons_to_rle(polygons: list[list[float]], height: int, width: int) -> dict[str, Any]:
+    """COCO polygons -> compressed RLE ``{"size": [H, W], "counts": str}`` (their union).
+
+    Raises:
+        RLEError: not a list of flat numeric lists with an even count of at least 6
+            (three points) each.
+    """
+    if not isinstance(polygons, list) or not polygons:
+        raise RLEError("polygon segmentation must be a non-empty list of [x0, y0, x1, y1, ...] lists")
+    for i, poly in enumerate(polygons):
+        if not isinstance(poly, list) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in poly):
+            raise RLEError(f"polygon {i} must be a list of numbers")
+        if len(poly) < 6 or len(poly) % 2:
+            raise RLEError(f"polygon {i} has {len(poly)} numbers; it needs an even count of at least 6")
+    rles = mask_utils.frPyObjects([[float(v) for v in p] for p in polygons], height, width)
+    rle = mask_utils.merge(rles)
+    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
+def segmentation_to_rle(segmentation: Any, height: int, width: int) -> dict[str, Any]:
+    """Any COCO ``segmentation`` (polygons, compressed or uncompressed RLE) -> compressed RLE.
+
+    Args:
+        height, width: the image's size; an RLE of another size is refused.
+
+    Raises:
+        RLEError: malformed input, or an RLE whose size is not (height, width).
+    """
+    if isinstance(segmentation, list):
+        return polygons_to_rle(segmentation, height, width)
+    return validate_rle(segmentation, (height, width))
+
+
+def rle_to_polygons(rle: dict[str, Any]) -> list[list[float]]:
+    """Compressed COCO RLE -> polygons with holes bridged (:func:`mask_to_polygons`)."""
+    return mask_to_polygons(rle_to_mask(rle))

@@ -9,19 +9,25 @@ from django.http import FileResponse, Http404, HttpResponse, HttpResponseNotModi
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.exceptions import ValidationError as DRFValidationError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from . import selectors, services
-from .exports import export_coco
+from .exports import coco_chunks
 from .model_runtime import UnknownModel, current_model_id, decoder_path
-from .models import Embedding
+from .models import Embedding, ExportJob
+from .permissions import EXPORT_ROLES, NotAllowed, require_role
 from .serializers import (
     AnnotationCreateInput,
     AnnotationOutput,
     AnnotationUpdateInput,
+    ExportCreateInput,
+    ExportOutput,
+    ImportCocoInput,
+    ImportReportOutput,
     ImageDetailOutput,
     ImageOutput,
     ProjectCreateInput,
@@ -36,6 +42,8 @@ def _service_call(fn, **kwargs):
         return fn(**kwargs)
     except services.ValidationError as exc:
         raise DRFValidationError(exc.errors)
+    except NotAllowed as exc:
+        raise PermissionDenied(str(exc))
 
 
 def _etag_matches(request, etag: str) -> bool:
@@ -216,7 +224,65 @@ class ProjectExportCocoView(APIView):
     @extend_schema(responses={(200, "application/json"): OpenApiTypes.OBJECT})
     def get(self, request, project_id: int):
         project = selectors.project_get(user=request.user, project_id=project_id)
-        body = json.dumps(export_coco(project=project))
+        body = "".join(coco_chunks(project=project))
         response = HttpResponse(body, content_type="application/json")
         response["Content-Disposition"] = f'attachment; filename="project-{project.pk}-coco.json"'
         return response
+
+
+class ProjectExportsView(APIView):
+    parser_classes = [JSONParser]
+
+    @extend_schema(responses=ExportOutput(many=True))
+    def get(self, request, project_id: int):
+        project = selectors.project_get(user=request.user, project_id=project_id)
+        _service_call(require_role, user=request.user, project=project, roles=EXPORT_ROLES, action="export")
+        return Response(ExportOutput(selectors.exports_for_project(project=project), many=True).data)
+
+    @extend_schema(request=ExportCreateInput, responses={201: ExportOutput})
+    def post(self, request, project_id: int):
+        project = selectors.project_get(user=request.user, project_id=project_id)
+        data = ExportCreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        job = _service_call(services.export_start, project=project, user=request.user, **data.validated_data)
+        response = Response(ExportOutput(job).data, status=201)
+        response["Location"] = f"/api/exports/{job.pk}/"
+        return response
+
+
+class ExportDetailView(APIView):
+    @extend_schema(responses=ExportOutput)
+    def get(self, request, export_id: int):
+        job = selectors.export_get(user=request.user, export_id=export_id)
+        _service_call(require_role, user=request.user, project=job.project, roles=EXPORT_ROLES, action="export")
+        return Response(ExportOutput(job).data)
+
+
+class ExportDownloadView(APIView):
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, 409: OpenApiTypes.OBJECT})
+    def get(self, request, export_id: int):
+        job = selectors.export_get(user=request.user, export_id=export_id)
+        _service_call(require_role, user=request.user, project=job.project, roles=EXPORT_ROLES, action="export")
+        if job.status != ExportJob.Status.DONE or not job.file:
+            return Response({"detail": f"The export is not ready (status: {job.status}).", "status": job.status,
+                             "progress": job.progress, "error": job.error}, status=status.HTTP_409_CONFLICT)
+        name = job.file.name.rsplit("/", 1)[-1]
+        content_type = "application/zip" if name.endswith(".zip") else "application/json"
+        return FileResponse(job.file.open("rb"), as_attachment=True, filename=name, content_type=content_type)
+
+
+class ProjectImportCocoView(APIView):
+    parser_classes = [MultiPartParser, FormParser]
+
+    @extend_schema(request={"multipart/form-data": ImportCocoInput}, responses={200: ImportReportOutput})
+    def post(self, request, project_id: int):
+        project = selectors.project_get(user=request.user, project_id=project_id)
+        data = ImportCocoInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            parsed = json.load(data.validated_data["file"])
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise DRFValidationError({"file": [f"not a JSON file: {exc}"]})
+        report = _service_call(services.annotations_import_coco, project=project, user=request.user, data=parsed,
+                               mode=data.validated_data["mode"])
+        return Response(ImportReportOutput(report).data)

@@ -92,6 +92,11 @@ class Annotation(models.Model):
         PREFILL_EDITED = "prefill_edited"
         IMPORTED = "imported"
 
+    class ReviewStatus(models.TextChoices):
+        PENDING = "pending"
+        APPROVED = "approved"
+        REJECTED = "rejected"
+
     image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="annotations")
     category = models.ForeignKey(Category, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     rle = models.JSONField(help_text='COCO compressed RLE {"size": [H, W], "counts": str}')
@@ -102,6 +107,8 @@ class Annotation(models.Model):
     candidate_index = models.SmallIntegerField(null=True, blank=True)
     model_id = models.CharField(max_length=100, blank=True)
     origin = models.CharField(max_length=20, choices=Origin.choices, default=Origin.MANUAL)
+    review_status = models.CharField(max_length=10, choices=ReviewStatus.choices, default=ReviewStatus.PENDING)
+    iscrowd = models.BooleanField(default=False, help_text="a COCO crowd region (imported); exported with iscrowd 1")
     author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     version = models.PositiveIntegerField(default=1, help_text="incremented on every edit (optimistic locking)")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -109,6 +116,7 @@ class Annotation(models.Model):
 
     class Meta:
         ordering = ["id"]
+        indexes = [models.Index(fields=["image", "review_status"])]
 
 
 class AnnotationEvent(models.Model):
@@ -135,3 +143,35 @@ class AnnotationEvent(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["project", "created_at"])]
+
+
+class ExportJob(models.Model):
+    """A project export written by a worker into ``file`` (DESIGN.md "Masks on the wire")."""
+
+    class Format(models.TextChoices):
+        COCO = "coco", "COCO instances JSON, compressed RLE"
+        COCO_POLYGONS = "coco_polygons", "COCO instances JSON, polygons (holes bridged)"
+        SA1B = "sa1b", "SA-1B per-image JSON, zip"
+        PNG = "png", "per-image PNG instance masks, zip"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="exports")
+    format = models.CharField(max_length=20, choices=Format.choices)
+    options = models.JSONField(default=dict, help_text='{"only_approved": bool, "include_images": bool}')
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    progress = models.FloatField(default=0.0, help_text="0..1, annotations written / annotations to write")
+    stats = models.JSONField(default=dict, help_text="counts and, for polygons, the reconstruction error")
+    file = models.FileField(upload_to="exports/%Y/%m/", blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.db.models import Count, QuerySet
 from django.http import Http404
 
-from .models import Annotation, Image, Project
+from .models import Annotation, ExportJob, Image, Project
 
 
 def projects_for_user(*, user) -> QuerySet[Project]:
@@ -53,3 +53,18 @@ def annotation_get(*, user, annotation_id: int) -> Annotation:
 
 def annotations_for_image(*, image: Image) -> QuerySet[Annotation]:
     return image.annotations.select_related("category", "author").order_by("id")
+
+
+def export_get(*, user, export_id: int) -> ExportJob:
+    """An export job of a project the user belongs to (404 otherwise)."""
+    qs = ExportJob.objects.select_related("project", "created_by")
+    if not user.is_superuser:
+        qs = qs.filter(project__members=user)
+    try:
+        return qs.get(pk=export_id)
+    except ExportJob.DoesNotExist:
+        raise Http404("No such export.")
+
+
+def exports_for_project(*, project: Project) -> QuerySet[ExportJob]:
+    return ExportJob.objects.filter(project=project).select_related("created_by").order_by("-id")

@@ -3,7 +3,7 @@
 from django.urls import reverse
 from rest_framework import serializers
 
-from .models import Annotation, Category, Image, Project
+from .models import Annotation, Category, ExportJob, Image, Project
 
 
 # ---------------------------------------------------------------- inputs
@@ -40,7 +40,20 @@ class AnnotationUpdateInput(serializers.Serializer):
     prompts = PromptsInput(required=False)
     predicted_iou = serializers.FloatField(required=False, allow_null=True)
     candidate_index = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=3)
+    review_status = serializers.ChoiceField(choices=Annotation.ReviewStatus.choices, required=False)
     active_ms = serializers.IntegerField(required=False, allow_null=True, min_value=0)
+
+
+class ExportCreateInput(serializers.Serializer):
+    format = serializers.ChoiceField(choices=ExportJob.Format.choices, default=ExportJob.Format.COCO)
+    only_approved = serializers.BooleanField(required=False, default=False)
+    include_images = serializers.BooleanField(required=False, default=False)
+
+
+class ImportCocoInput(serializers.Serializer):
+    file = serializers.FileField(help_text="a COCO instances JSON file")
+    mode = serializers.ChoiceField(choices=["annotations"], required=False, default="annotations",
+                                   help_text="'annotations' (pre-fill proposals: not yet, no proposals model)")
 
 
 # ---------------------------------------------------------------- outputs
@@ -105,4 +118,38 @@ class AnnotationOutput(serializers.ModelSerializer):
     class Meta:
         model = Annotation
         fields = ["id", "image", "category", "segmentation", "bbox", "area", "prompts", "predicted_iou",
-                  "candidate_index", "model_id", "origin", "author", "version", "created_at", "updated_at"]
+                  "candidate_index", "model_id", "origin", "review_status", "iscrowd", "author", "version",
+                  "created_at", "updated_at"]
+
+
+class ExportOutput(serializers.ModelSerializer):
+    created_by = serializers.CharField(source="created_by.username", read_only=True)
+    download_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ExportJob
+        fields = ["id", "project", "format", "options", "status", "progress", "stats", "error", "created_by",
+                  "created_at", "started_at", "finished_at", "download_url"]
+
+    def get_download_url(self, obj) -> str | None:
+        return reverse("api-export-download", args=[obj.pk]) if obj.status == ExportJob.Status.DONE else None
+
+
+class ImportSkipOutput(serializers.Serializer):
+    index = serializers.IntegerField()
+    id = serializers.JSONField(allow_null=True)
+    reason = serializers.CharField()
+
+
+class UnmatchedImageOutput(serializers.Serializer):
+    id = serializers.JSONField(allow_null=True)
+    file_name = serializers.CharField(allow_null=True)
+    reason = serializers.CharField()
+
+
+class ImportReportOutput(serializers.Serializer):
+    imported = serializers.IntegerField()
+    skipped = ImportSkipOutput(many=True)
+    unmatched_images = UnmatchedImageOutput(many=True)
+    categories_created = serializers.ListField(child=serializers.CharField())
+    area_bbox_corrected = serializers.IntegerField()

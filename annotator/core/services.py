@@ -21,7 +21,8 @@ from PIL import ImageOps
 
 from engine.rle import RLEError, rle_area, rle_bbox, validate_rle
 
-from .models import Annotation, AnnotationEvent, Category, Embedding, Image, Membership, Project
+from .models import Annotation, AnnotationEvent, Category, Embedding, ExportJob, Image, Membership, Project
+from .permissions import EXPORT_ROLES, IMPORT_ROLES, REVIEW_ROLES, require_role
 
 log = logging.getLogger(__name__)
 
@@ -304,12 +305,14 @@ _UNSET = object()
 @transaction.atomic
 def annotation_update(*, annotation_id: int, user, version: int, segmentation: Any = _UNSET,
                       category: Any = _UNSET, prompts: Any = _UNSET, predicted_iou: Any = _UNSET,
-                      candidate_index: Any = _UNSET, active_ms: int | None = None) -> Annotation:
+                      candidate_index: Any = _UNSET, review_status: Any = _UNSET,
+                      active_ms: int | None = None) -> Annotation:
     """Edit an annotation if nobody changed it since ``version``.
 
     Raises:
         VersionConflict: the stored version differs (carries the current annotation).
-        ValidationError: as in :func:`annotation_create`.
+        ValidationError: as in :func:`annotation_create`; an unknown ``review_status``.
+        permissions.NotAllowed: ``review_status`` set by a role that may not review.
     """
     annotation = Annotation.objects.select_for_update().select_related("image").get(pk=annotation_id)
     if annotation.version != version:
@@ -325,6 +328,11 @@ def annotation_update(*, annotation_id: int, user, version: int, segmentation: A
         annotation.predicted_iou = predicted_iou
     if candidate_index is not _UNSET:
         annotation.candidate_index = candidate_index
+    if review_status is not _UNSET:
+        if review_status not in Annotation.ReviewStatus.values:
+            raise ValidationError({"review_status": [f"Must be one of {', '.join(Annotation.ReviewStatus.values)}."]})
+        require_role(user=user, project=annotation.image.project_id, roles=REVIEW_ROLES, action="review annotations")
+        annotation.review_status = review_status
     annotation.version += 1
     annotation.save()
     _log_event(AnnotationEvent.Kind.EDIT, annotation, user, counts, active_ms)
@@ -335,3 +343,109 @@ def annotation_update(*, annotation_id: int, user, version: int, segmentation: A
 def annotation_delete(*, annotation: Annotation, user) -> None:
     _log_event(AnnotationEvent.Kind.DELETE, annotation, user, {}, None)
     annotation.delete()
+
+
+# ---------------------------------------------------------------- exports and imports
+
+@transaction.atomic
+def export_start(*, project: Project, user, format: str, only_approved: bool = False,
+                 include_images: bool = False) -> ExportJob:
+    """Create an export job and queue it for a worker (after commit).
+
+    Raises:
+        ValidationError: an unknown format.
+        permissions.NotAllowed: the user's role may not export.
+    """
+    require_role(user=user, project=project, roles=EXPORT_ROLES, action="export")
+    if format not in ExportJob.Format.values:
+        raise ValidationError({"format": [f"Must be one of {', '.join(ExportJob.Format.values)}."]})
+    job = ExportJob.objects.create(project=project, format=format, created_by=user,
+                                   options={"only_approved": bool(only_approved),
+                                            "include_images": bool(include_images)})
+    transaction.on_commit(lambda: _enqueue_export(job.pk))
+    return job
+
+
+def _enqueue_export(job_id: int) -> None:
+    from .tasks import run_export
+
+    run_export.delay(job_id)
+
+
+def export_run(*, job: ExportJob) -> ExportJob:
+    """Write the export of ``job`` to a temporary file, then store it as ``job.file``.
+
+    Progress (0..1, by annotations written) is saved at most every second. Idempotent: a
+    job that is already done is left as it is; a rerun of a running/failed one starts over
+    and replaces the file.
+
+    Raises:
+        whatever writing raises; the task marks the job failed.
+    """
+    import tempfile
+
+    from django.core.files import File
+    from django.utils import timezone
+
+    from .exports import export_write
+
+    if job.status == ExportJob.Status.DONE:
+        return job
+    ExportJob.objects.filter(pk=job.pk).update(status=ExportJob.Status.RUNNING, progress=0.0, error="",
+                                               started_at=timezone.now())
+    last = [0.0]
+
+    def progress(done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last[0] >= 1.0 or done >= total:
+            last[0] = now
+            ExportJob.objects.filter(pk=job.pk).update(progress=(done / total) if total else 1.0)
+
+    # A local temp file, then the storage backend (local media or object storage) copies it.
+    with tempfile.TemporaryFile(prefix="export-") as fh:
+        stats, ext = export_write(project=job.project, format=job.format, out=fh, progress=progress,
+                                  only_approved=job.options.get("only_approved", False),
+                                  include_images=job.options.get("include_images", False))
+        fh.seek(0)
+        if job.file:
+            job.file.delete(save=False)
+        job.file.save(f"project-{job.project_id}-export-{job.pk}-{job.format}.{ext}", File(fh), save=False)
+    job.status = ExportJob.Status.DONE
+    job.progress = 1.0
+    job.stats = stats.as_dict()
+    job.finished_at = timezone.now()
+    job.error = ""
+    job.save(update_fields=["file", "status", "progress", "stats", "finished_at", "error"])
+    return job
+
+
+def export_mark_failed(*, job_id: int, reason: str) -> None:
+    from django.utils import timezone
+
+    ExportJob.objects.filter(pk=job_id).update(status=ExportJob.Status.FAILED, error=reason[:2000],
+                                               finished_at=timezone.now())
+
+
+def annotations_import_coco(*, project: Project, user, data: Any, mode: str = "annotations",
+                            progress=None) -> dict[str, Any]:
+    """Import a parsed COCO instances file as annotations (see ``imports.coco_import``).
+
+    Returns:
+        ``{"imported", "skipped": [{"index", "id", "reason"}], "unmatched_images":
+        [{"id", "file_name", "reason"}], "categories_created", "area_bbox_corrected"}``.
+
+    Raises:
+        ValidationError: the file is not a COCO instances object, or ``mode`` is not
+            ``annotations`` (pre-fill proposals have no model to go into yet).
+        permissions.NotAllowed: the user's role may not import.
+    """
+    from .imports import ImportFileError, coco_import
+
+    require_role(user=user, project=project, roles=IMPORT_ROLES, action="import annotations")
+    if mode != "annotations":
+        raise ValidationError({"mode": ["Only 'annotations' is supported: there are no pre-fill proposals "
+                                        "to import into yet."]})
+    try:
+        return coco_import(project=project, user=user, data=data, progress=progress).as_dict()
+    except ImportFileError as exc:
+        raise ValidationError({"file": [str(exc)]}) from exc

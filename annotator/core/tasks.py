@@ -7,8 +7,8 @@ import logging
 from celery import shared_task
 from django.db import OperationalError
 
-from .models import Image
-from .services import embedding_compute, image_mark_embedding_failed
+from .models import ExportJob, Image
+from .services import embedding_compute, export_mark_failed, export_run, image_mark_embedding_failed
 
 log = logging.getLogger(__name__)
 
@@ -41,3 +41,29 @@ def embed_image(self, image_id: int) -> None:
     except Exception as exc:  # a bug or a broken model: say so on the image, keep the trace in the log
         log.exception("embed_image %s failed", image_id)
         image_mark_embedding_failed(image_id=image_id, reason=f"{type(exc).__name__}: {exc}")
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(OperationalError, ConnectionError, TimeoutError),
+    retry_backoff=2,
+    max_retries=3,
+)
+def run_export(self, job_id: int) -> None:
+    """Write one export job (idempotent: a finished job is not written again)."""
+    job = ExportJob.objects.select_related("project").filter(pk=job_id).first()
+    if job is None:
+        log.info("run_export: export %s no longer exists", job_id)
+        return
+    try:
+        export_run(job=job)
+    except (OperationalError, ConnectionError, TimeoutError) as exc:
+        if self.request.retries >= self.max_retries:
+            export_mark_failed(job_id=job_id, reason=f"gave up after retries: {exc}")
+            return
+        raise
+    except Exception as exc:  # say so on the job, keep the trace in the log
+        log.exception("run_export %s failed", job_id)
+        export_mark_failed(job_id=job_id, reason=f"{type(exc).__name__}: {exc}")

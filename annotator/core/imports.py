@@ -1,0 +1,206 @@
+"""COCO instances import: masks from other tools become annotations (origin ``imported``).
+
+Images are matched by file name; each annotation that cannot be imported is reported with
+its index, id and the reason, and the rest are imported. Stored ``area``/``bbox`` are never
+trusted (real files disagree with their own masks): both are recomputed from the mask.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from django.db import transaction
+
+from engine.rle import RLEError, rle_area, rle_bbox, segmentation_to_rle
+
+from .models import Annotation, Category, Image, Project
+
+BATCH = 1000
+PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45"]
+
+
+class ImportFileError(ValueError):
+    """The file as a whole is not a COCO instances file; nothing was imported."""
+
+
+@dataclass
+class ImportReport:
+    """``imported``: annotations created; ``skipped``: ``[{"index", "id", "reason"}]`` (index in
+    the file's ``annotations`` list); ``unmatched_images``: ``[{"id", "file_name", "reason"}]``;
+    ``categories_created``: names; ``area_bbox_corrected``: annotations whose stored
+    area or bbox differed from their mask."""
+
+    imported: int = 0
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    unmatched_images: list[dict[str, Any]] = field(default_factory=list)
+    categories_created: list[str] = field(default_factory=list)
+    area_bbox_corrected: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _match_images(project: Project, entries: list[Any], report: ImportReport) -> dict[Any, tuple[int, int, int]]:
+    """COCO image id -> (our image id, height, width), matched by file name (exact, then the
+    base name, since COCO ``file_name`` may carry a folder)."""
+    by_name: dict[str, list[tuple[int, int, int]]] = {}
+    by_base: dict[str, list[tuple[int, int, int]]] = {}
+    for pk, name, w, h in Image.objects.filter(project=project).values_list("id", "file_name", "width", "height"):
+        by_name.setdefault(name, []).append((pk, h, w))
+        by_base.setdefault(os.path.basename(name), []).append((pk, h, w))
+    matched: dict[Any, tuple[int, int, int]] = {}
+    for entry in entries:
+        if not isinstance(entry, dict) or "id" not in entry or not isinstance(entry.get("file_name"), str):
+            report.unmatched_images.append({"id": entry.get("id") if isinstance(entry, dict) else None,
+                                            "file_name": None, "reason": "an image needs an id and a file_name"})
+            continue
+        name = entry["file_name"]
+        found = by_name.get(name) or by_base.get(os.path.basename(name)) or []
+        if not found:
+            report.unmatched_images.append({"id": entry["id"], "file_name": name,
+                                            "reason": "no image of this name in the project"})
+            continue
+        if len(found) > 1:
+            report.unmatched_images.append({"id": entry["id"], "file_name": name,
+                                            "reason": f"{len(found)} images in the project have this name"})
+            continue
+        pk, h, w = found[0]
+        fw, fh = entry.get("width"), entry.get("height")
+        if (fw is not None and fw != w) or (fh is not None and fh != h):
+            report.unmatched_images.append({
+                "id": entry["id"], "file_name": name,
+                "reason": f"the file says {fw}x{fh} but the project's image is {w}x{h} (after EXIF orientation)"})
+            continue
+        matched[entry["id"]] = (pk, h, w)
+    return matched
+
+
+def _map_categories(project: Project, entries: list[Any], report: ImportReport) -> dict[Any, int]:
+    """COCO category id -> our category id, by name; missing names are created."""
+    ours = {c.name: c.pk for c in Category.objects.filter(project=project)}
+    mapping: dict[Any, int] = {}
+    for entry in entries:
+        if not isinstance(entry, dict) or "id" not in entry:
+            continue
+        name = str(entry.get("name") or entry["id"]).strip()[:100]
+        if name not in ours:
+            ours[name] = Category.objects.create(project=project, name=name,
+                                                 color=PALETTE[len(ours) % len(PALETTE)]).pk
+            report.categories_created.append(name)
+        mapping[entry["id"]] = ours[name]
+    return mapping
+
+
+def coco_import(*, project: Project, user, data: Any,
+                progress: Callable[[int, int], None] | None = None) -> ImportReport:
+    """Import the annotations of a COCO instances dict into ``project``.
+
+    Accepts every COCO segmentation form: polygons, compressed RLE (``counts`` str) and
+    uncompressed RLE (``counts`` list, as ``iscrowd`` regions have). ``iscrowd`` is kept.
+    An annotation is skipped (and reported) when it is not an object, its image is not
+    matched, its category is unknown, its segmentation is malformed, empty, or of another
+    size than the image, or the same mask is already on that image. No annotation events
+    are logged: imports are not annotation work and would distort throughput statistics.
+
+    Raises:
+        ImportFileError: ``data`` is not an object with ``images`` and ``annotations`` lists
+            (e.g. a COCO *results* list, which has no file names to match).
+    """
+    if isinstance(data, list):
+        raise ImportFileError("this is a COCO results list (annotations only): it has no images to match "
+                              "by file name; wrap it as {\"images\": [...], \"annotations\": [...]}")
+    if not isinstance(data, dict) or not isinstance(data.get("annotations"), list) \
+            or not isinstance(data.get("images"), list):
+        raise ImportFileError("a COCO instances file is an object with 'images' and 'annotations' lists")
+    categories = data.get("categories") or []
+    if not isinstance(categories, list):
+        raise ImportFileError("'categories' must be a list")
+    report = ImportReport()
+    anns = data["annotations"]
+    with transaction.atomic():
+        images = _match_images(project, data["images"], report)
+        unmatched_ids = {u["id"] for u in report.unmatched_images}
+        cat_map = _map_categories(project, categories, report)
+        seen: dict[tuple[int, str], Any] = {}
+        for pk, image_id, counts in Annotation.objects.filter(
+                image_id__in=[v[0] for v in images.values()]).values_list("id", "image_id", "rle__counts"):
+            seen[(image_id, counts)] = f"annotation {pk}"
+        batch: list[Annotation] = []
+        for index, ann in enumerate(anns):
+            ann_id = ann.get("id") if isinstance(ann, dict) else None
+
+            def skip(reason: str) -> None:
+                report.skipped.append({"index": index, "id": ann_id, "reason": reason})
+
+            if not isinstance(ann, dict):
+                skip("an annotation must be an object")
+                continue
+            image_ref = ann.get("image_id")
+            try:
+                image = images.get(image_ref)
+            except TypeError:
+                image = None
+            if image is None:
+                skip(f"image_id {image_ref!r} " + ("was not matched (see unmatched_images)"
+                                                   if image_ref in unmatched_ids else "is not in the file's images"))
+                continue
+            image_pk, height, width = image
+            category = None
+            if "category_id" in ann and ann["category_id"] is not None and categories:
+                try:
+                    category = cat_map.get(ann["category_id"])
+                except TypeError:
+                    category = None
+                if category is None:
+                    skip(f"category_id {ann['category_id']!r} is not in the file's categories")
+                    continue
+            segmentation = ann.get("segmentation")
+            if segmentation in (None, [], {}):
+                skip("no segmentation (a box alone is not a mask)")
+                continue
+            try:
+                rle = segmentation_to_rle(segmentation, height, width)
+            except RLEError as exc:
+                skip(f"segmentation: {exc}")
+                continue
+            except Exception as exc:  # pycocotools on input our checks did not foresee
+                skip(f"segmentation could not be decoded ({type(exc).__name__}: {exc})")
+                continue
+            area = rle_area(rle)
+            if area == 0:
+                skip("the mask is empty")
+                continue
+            key = (image_pk, rle["counts"])
+            if key in seen:
+                skip(f"the same mask is already on this image ({seen[key]})")
+                continue
+            seen[key] = f"annotation index {index} of this file"
+            bbox = rle_bbox(rle)
+            stored_area, stored_bbox = ann.get("area"), ann.get("bbox")
+            if (stored_area is not None and stored_area != area) or (
+                    isinstance(stored_bbox, list) and [float(v) for v in stored_bbox if isinstance(v, (int, float))] != bbox):
+                report.area_bbox_corrected += 1
+            predicted_iou = ann.get("predicted_iou")
+            batch.append(Annotation(
+                image_id=image_pk, category_id=category, rle=rle, bbox=bbox, area=area,
+                predicted_iou=float(predicted_iou) if isinstance(predicted_iou, (int, float)) else None,
+                origin=Annotation.Origin.IMPORTED, iscrowd=bool(ann.get("iscrowd")), author=user,
+            ))
+            if len(batch) >= BATCH:
+                Annotation.objects.bulk_create(batch)
+                report.imported += len(batch)
+                batch = []
+                if progress:
+                    progress(index + 1, len(anns))
+        if batch:
+            Annotation.objects.bulk_create(batch)
+            report.imported += len(batch)
+    if progress:
+        progress(len(anns), len(anns))
+    return report

@@ -42,8 +42,12 @@ class ImportReport:
         return dict(self.__dict__)
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+def _get(mapping: dict, key: Any) -> Any:
+    """``mapping.get(key)``, None for an unhashable key (a list where an id belongs)."""
+    try:
+        return mapping.get(key)
+    except TypeError:
+        return None
 
 
 def _match_images(project: Project, entries: list[Any], report: ImportReport) -> dict[Any, tuple[int, int, int]]:
@@ -56,9 +60,11 @@ def _match_images(project: Project, entries: list[Any], report: ImportReport) ->
         by_base.setdefault(os.path.basename(name), []).append((pk, h, w))
     matched: dict[Any, tuple[int, int, int]] = {}
     for entry in entries:
-        if not isinstance(entry, dict) or "id" not in entry or not isinstance(entry.get("file_name"), str):
+        if not isinstance(entry, dict) or not isinstance(entry.get("id"), (int, str)) \
+                or isinstance(entry.get("id"), bool) or not isinstance(entry.get("file_name"), str):
             report.unmatched_images.append({"id": entry.get("id") if isinstance(entry, dict) else None,
-                                            "file_name": None, "reason": "an image needs an id and a file_name"})
+                                            "file_name": None,
+                                            "reason": "an image needs an id (number or string) and a file_name"})
             continue
         name = entry["file_name"]
         found = by_name.get(name) or by_base.get(os.path.basename(name)) or []
@@ -125,7 +131,7 @@ def coco_import(*, project: Project, user, data: Any,
     anns = data["annotations"]
     with transaction.atomic():
         images = _match_images(project, data["images"], report)
-        unmatched_ids = {u["id"] for u in report.unmatched_images}
+        unmatched_ids = {u["id"]: True for u in report.unmatched_images if isinstance(u["id"], (int, str))}
         cat_map = _map_categories(project, categories, report)
         seen: dict[tuple[int, str], Any] = {}
         for pk, image_id, counts in Annotation.objects.filter(
@@ -142,21 +148,15 @@ def coco_import(*, project: Project, user, data: Any,
                 skip("an annotation must be an object")
                 continue
             image_ref = ann.get("image_id")
-            try:
-                image = images.get(image_ref)
-            except TypeError:
-                image = None
+            image = _get(images, image_ref)
             if image is None:
                 skip(f"image_id {image_ref!r} " + ("was not matched (see unmatched_images)"
-                                                   if image_ref in unmatched_ids else "is not in the file's images"))
+                                                   if _get(unmatched_ids, image_ref) else "is not in the file's images"))
                 continue
             image_pk, height, width = image
             category = None
             if "category_id" in ann and ann["category_id"] is not None and categories:
-                try:
-                    category = cat_map.get(ann["category_id"])
-                except TypeError:
-                    category = None
+                category = _get(cat_map, ann["category_id"])
                 if category is None:
                     skip(f"category_id {ann['category_id']!r} is not in the file's categories")
                     continue

@@ -201,7 +201,9 @@ export interface EmbeddingPayload {
  */
 export async function getEmbedding(image: ImageInfo): Promise<EmbeddingPayload> {
   const resp = await request(image.embedding_url || `images/${image.id}/embedding`, {
-    headers: { Accept: 'application/octet-stream' },
+    // JSON too: DRF negotiates its (JSON) error bodies against this header and answers 406
+    // to an octet-stream-only Accept.
+    headers: { Accept: 'application/octet-stream, application/json;q=0.9' },
   });
   const dtype = resp.headers.get('X-Embedding-Dtype');
   if (dtype && dtype !== 'float16') throw new ApiError(resp.status, `embedding dtype ${dtype}, expected float16`, null, {}, null);

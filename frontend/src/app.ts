@@ -49,9 +49,12 @@ declare global {
   interface Window {
     /** click-to-mask durations (ms), one per pointer prompt whose mask got painted. */
     __samPerf: number[];
+    /** Per painted prompt: decoder session.run, whole worker request, and click-to-mask (ms). */
+    __samPerfDetail: { runMs: number; workerMs: number; clickToMaskMs: number }[];
     /** True once the decoder and the current image's embedding are loaded. */
     __samReady: boolean;
-    __samDebug: { currentMaskRle(): CocoRle | null; imageId(): number | null };
+    /** For tests: the shown mask as COCO RLE, the current prompts (image pixels), the image id. */
+    __samDebug: { currentMaskRle(): CocoRle | null; prompts(): Prompts; imageId(): number | null };
   }
 }
 
@@ -95,6 +98,7 @@ export class AnnotateApp {
     private readonly config: AppConfig,
   ) {
     window.__samPerf = [];
+    window.__samPerfDetail = [];
     window.__samReady = false;
     window.__samDebug = {
       currentMaskRle: () => {
@@ -102,6 +106,7 @@ export class AnnotateApp {
         const m = chosenMask(s);
         return m && s.image ? encodeRle(m.mask, s.image.height, s.image.width) : null;
       },
+      prompts: () => shownStep(this.store.get())?.prompts ?? { points: [], box: null },
       imageId: () => this.store.get().image?.id ?? null,
     };
     root.classList.add('sam-app');
@@ -169,9 +174,11 @@ export class AnnotateApp {
       const model = models.find((m) => m.model_id === project.model_id);
       if (!model) throw new Error(`model ${project.model_id} is not among the server's models (${models.map((m) => m.model_id).join(', ') || 'none'})`);
       this.store.set({ model, decoder: { phase: 'loading', detail: model.name } });
-      const r = await this.bridge.init(decoderUrl(model), WASM_PATHS);
-      const threads = `${r.numThreads} thread${r.numThreads > 1 ? 's' : ''}`;
-      this.store.set({ decoder: { phase: 'ready', detail: `${model.name}, wasm, ${threads}, ${Math.round(r.loadMs)} ms` } });
+      // ?threads=N caps the wasm threads (for benchmarks); the default is the worker's.
+      const threads = Number(new URLSearchParams(window.location.search).get('threads')) || undefined;
+      const r = await this.bridge.init(decoderUrl(model), WASM_PATHS, threads);
+      const n = `${r.numThreads} thread${r.numThreads > 1 ? 's' : ''}`;
+      this.store.set({ decoder: { phase: 'ready', detail: `${model.name}, wasm, ${n}, ${Math.round(r.loadMs)} ms` } });
     } catch (e) {
       this.store.set({ decoder: { phase: 'failed', detail: errorText(e) } });
     }
@@ -337,6 +344,7 @@ export class AnnotateApp {
       performance.mark(endMark);
       const m = performance.measure('click-to-mask', startMark, endMark);
       window.__samPerf.push(m.duration);
+      window.__samPerfDetail.push({ runMs: result.runMs, workerMs: result.totalMs, clickToMaskMs: m.duration });
       performance.clearMarks(startMark);
       performance.clearMarks(endMark);
     }

@@ -4,10 +4,13 @@
  * It never changes state; pointer input is reported to the controller in image pixels.
  */
 import { clientToImage } from './lib/coords';
-import { hexToRgba, maskToRgba } from './lib/maskImage';
+import { hexToRgba, maskToRgba, maskToRgbaOutlined, type Rgba } from './lib/maskImage';
 import { categoryById, chosenMask, currentPrompts, type AnnotateState, type Store } from './store';
 
-const PREVIEW_COLOR = '#1e90ff';
+// The preview has one colour of its own (not the category's), so it never blends into
+// saved masks or into a photo of the same hue.
+const PREVIEW_FILL: Rgba = [30, 144, 255, 115];
+const PREVIEW_EDGE: Rgba = [255, 255, 255, 230];
 const DRAG_THRESHOLD_PX = 5;
 
 export interface PointerHandlers {
@@ -64,7 +67,7 @@ export class CanvasView {
     const img = s.image;
     if (s.picture !== prev.picture || img !== prev.image) this.drawImage(s);
     if (s.saved !== prev.saved || s.project !== prev.project || s.picture !== prev.picture) this.drawSaved(s);
-    if (s.steps !== prev.steps || s.picture !== prev.picture || s.categoryId !== prev.categoryId) this.drawMask(s);
+    if (s.steps !== prev.steps || s.picture !== prev.picture) this.drawMask(s);
     if (s.steps !== prev.steps || s.dragBox !== prev.dragBox || s.picture !== prev.picture) this.drawPrompts(s);
   }
 
@@ -156,8 +159,7 @@ export class CanvasView {
       ds['iou'] = '';
       return;
     }
-    const color = categoryById(s, s.categoryId)?.color ?? PREVIEW_COLOR;
-    this.rgba = maskToRgba(chosen.mask, hexToRgba(color, 0.55), this.rgba);
+    this.rgba = maskToRgbaOutlined(chosen.mask, w, h, PREVIEW_FILL, PREVIEW_EDGE, this.rgba);
     g.putImageData(new ImageData(this.rgba as Uint8ClampedArray<ArrayBuffer>, w, h), 0, 0);
     ds['maskPixels'] = String(chosen.area);
     ds['candidate'] = String(chosen.index);

@@ -34,13 +34,13 @@ function h<K extends keyof HTMLElementTagNameMap>(
 }
 
 const KEYS: [string, string][] = [
-  ['Left click', 'add a positive point'],
-  ['Right click / Shift+click', 'add a negative point'],
-  ['Drag', 'draw a box'],
-  ['1 / 2 / 3', 'switch mask candidate'],
-  ['Enter', 'save the mask'],
-  ['Ctrl+Z', 'undo the last prompt'],
-  ['Esc', 'clear the prompts'],
+  ['Click', 'positive point'],
+  ['Right-click / Shift+click', 'negative point'],
+  ['Drag', 'box'],
+  ['1 / 2 / 3', 'mask candidate'],
+  ['Enter', 'save mask'],
+  ['Ctrl+Z', 'undo prompt'],
+  ['Esc', 'clear prompts'],
   ['N / P', 'next / previous image'],
 ];
 
@@ -69,7 +69,6 @@ export class Panel {
     this.toolbar = h(
       'header',
       { class: 'toolbar' },
-      h('span', { class: 'brand' }, 'SAM annotator'),
       this.projectName,
       h('div', { class: 'group nav' }, this.prevBtn, this.imageName, this.nextBtn),
       h('label', { class: 'group' }, h('span', { class: 'label' }, 'Category'), this.categorySelect),

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { fp16ToFloat32 } from '../src/lib/fp16';
 import { LruCache } from '../src/lib/lru';
-import { hexToRgba, maskToRgba, thresholdMasks } from '../src/lib/maskImage';
+import { hexToRgba, maskToRgba, maskToRgbaOutlined, thresholdMasks } from '../src/lib/maskImage';
 
 describe('mask -> pixels', () => {
   it('thresholds logits strictly above 0, per candidate', () => {
@@ -40,5 +40,19 @@ describe('LRU', () => {
     c.get(1);
     expect(c.set(3, 'c')).toEqual([2]);
     expect(c.keys()).toEqual([1, 3]);
+  });
+});
+
+describe('outlined preview', () => {
+  it('marks mask pixels on the mask edge (or image border) with the edge colour', () => {
+    // 3x4 mask with a 2x2 block inside: every block pixel touches outside -> all edge.
+    const m = Uint8Array.from([0, 0, 0, 0, 0, 1, 1, 0, 0, 1, 1, 0].slice(0, 12));
+    const rgba = maskToRgbaOutlined(m, 4, 3, [1, 1, 1, 10], [9, 9, 9, 255]);
+    const alpha = Array.from({ length: 12 }, (_, i) => rgba[4 * i + 3]);
+    expect(alpha).toEqual([0, 0, 0, 0, 0, 255, 255, 0, 0, 255, 255, 0]);
+    // 5x5 full mask: border pixels are edge, the inner 3x3 is fill.
+    const full = maskToRgbaOutlined(new Uint8Array(25).fill(1), 5, 5, [1, 1, 1, 10], [9, 9, 9, 255]);
+    expect(full[4 * 12 + 3]).toBe(10);
+    expect(full[4 * 0 + 3]).toBe(255);
   });
 });

@@ -53,8 +53,8 @@ export class DecoderBridge {
     this.worker.onmessageerror = () => this.failAll(new DecoderError('decoder worker sent an unreadable message'));
   }
 
-  init(modelUrl: string, wasmPaths: string): Promise<InitResult> {
-    return this.request<'init'>({ type: 'init', modelUrl, wasmPaths }, []);
+  init(modelUrl: string, wasmPaths: string, numThreads?: number): Promise<InitResult> {
+    return this.request<'init'>({ type: 'init', modelUrl, wasmPaths, ...(numThreads ? { numThreads } : {}) }, []);
   }
 
   /** Hands the fp16 bytes to the worker (transferred: `fp16` is detached afterwards). */

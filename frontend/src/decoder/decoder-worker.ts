@@ -26,7 +26,8 @@ async function init(req: InitRequest): Promise<ResultMap['init']> {
   const t0 = performance.now();
   const isolated = self.crossOriginIsolated === true;
   // Threads need SharedArrayBuffer, which only exists under cross-origin isolation.
-  const numThreads = isolated ? Math.max(1, Math.min(4, self.navigator.hardwareConcurrency || 1)) : 1;
+  const auto = isolated ? Math.max(1, Math.min(4, self.navigator.hardwareConcurrency || 1)) : 1;
+  const numThreads = req.numThreads && req.numThreads > 0 ? Math.min(req.numThreads, auto) : auto;
   ort.env.wasm.wasmPaths = req.wasmPaths;
   ort.env.wasm.numThreads = numThreads;
   ort.env.wasm.proxy = false; // we are already off the main thread

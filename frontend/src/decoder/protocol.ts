@@ -12,6 +12,8 @@ export interface InitRequest {
   modelUrl: string;
   /** Where onnxruntime-web's .wasm/.mjs live, e.g. "/static/app/ort/". */
   wasmPaths: string;
+  /** Override of the wasm thread count (benchmarks); default min(4, cores) when isolated, else 1. */
+  numThreads?: number;
 }
 
 export interface LoadEmbeddingRequest {

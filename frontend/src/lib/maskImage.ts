@@ -53,3 +53,30 @@ export function maskToRgba(
   for (let i = 0; i < mask.length; i++) px[i] = mask[i] ? on : 0;
   return rgba;
 }
+
+/**
+ * Like maskToRgba, plus an opaque outline: mask pixels with a 4-neighbour outside the
+ * mask (or on the image border) get `edge`, so the preview stays visible on any photo.
+ */
+export function maskToRgbaOutlined(
+  mask: Uint8Array,
+  width: number,
+  height: number,
+  fill: Rgba,
+  edge: Rgba,
+  out?: Uint8ClampedArray,
+): Uint8ClampedArray {
+  if (mask.length !== width * height) throw new Error(`mask has ${mask.length} pixels, expected ${width}x${height}`);
+  const rgba = maskToRgba(mask, fill, out);
+  const px = new Uint32Array(rgba.buffer, rgba.byteOffset, mask.length);
+  const e = ((edge[3] << 24) | (edge[2] << 16) | (edge[1] << 8) | edge[0]) >>> 0;
+  for (let y = 0, i = 0; y < height; y++) {
+    for (let x = 0; x < width; x++, i++) {
+      if (!mask[i]) continue;
+      if (x === 0 || y === 0 || x === width - 1 || y === height - 1 || !mask[i - 1] || !mask[i + 1] || !mask[i - width] || !mask[i + width]) {
+        px[i] = e;
+      }
+    }
+  }
+  return rgba;
+}

@@ -1,0 +1,246 @@
+"""End to end in a real Chromium: log in, open a real photo, click inside the object, see
+the mask the in-browser decoder made, save it, and get the same pixels back from the
+COCO export through pycocotools. Also records the page's own click-to-mask timings.
+
+Needs the built frontend (``cd frontend && npm ci && npm run build``), Chromium at
+/usr/bin/chromium, the real PostgreSQL and Redis (see tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+
+from tests.factories import GRABCUT, UserFactory, project_with_photos
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = Path(os.environ.get("E2E_ARTIFACTS_DIR", ROOT / "test-results" / "e2e"))
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+PHOTO = "124080.jpg"  # two red flowers on dark leaves: a clear object
+TIMED_CLICKS = 20
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+
+def _deepest_points(gt: np.ndarray, n: int) -> list[tuple[int, int]]:
+    """(x, y) pixels far inside the object (255 in a GrabCut mask), deepest first, spread out.
+
+    Erodes the object 4-connectedly; the last layers are the points furthest from its edge
+    (and from the image border, which counts as edge).
+    """
+    inside = gt == 255
+    depth = np.zeros(gt.shape, np.int32)
+    cur = inside.copy()
+    k = 0
+    while cur.any():
+        k += 1
+        depth[cur] = k
+        e = cur.copy()
+        e[1:, :] &= cur[:-1, :]
+        e[:-1, :] &= cur[1:, :]
+        e[:, 1:] &= cur[:, :-1]
+        e[:, :-1] &= cur[:, 1:]
+        e[0, :] = e[-1, :] = False
+        e[:, 0] = e[:, -1] = False
+        cur = e
+    ys, xs = np.nonzero(depth >= max(3, depth.max() // 3))
+    order = np.argsort(-depth[ys, xs], kind="stable")
+    picked: list[tuple[int, int]] = []
+    for i in order:
+        x, y = int(xs[i]), int(ys[i])
+        if all(abs(x - px) + abs(y - py) > 12 for px, py in picked):
+            picked.append((x, y))
+        if len(picked) == n:
+            break
+    return picked
+
+
+def _click(page, x: int, y: int, width: int, height: int) -> None:
+    """Click the centre of image pixel (x, y) on the prompt layer, whatever its CSS scale."""
+    box = page.locator(".prompt-layer").bounding_box()
+    page.mouse.click(box["x"] + (x + 0.5) * box["width"] / width, box["y"] + (y + 0.5) * box["height"] / height)
+
+
+def _shown_mask(page, width: int, height: int) -> np.ndarray:
+    """The mask preview as painted: alpha > 0 on the mask canvas, HxW bool."""
+    alpha = page.evaluate(
+        """() => {
+            const c = document.getElementById('mask-canvas');
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            const a = new Uint8Array(c.width * c.height);
+            for (let i = 0; i < a.length; i++) a[i] = d[4 * i + 3] > 0 ? 1 : 0;
+            return Array.from(a);
+        }"""
+    )
+    return np.array(alpha, np.uint8).reshape(height, width).astype(bool)
+
+
+def _reference_decode(page, base: str, image_id: int, model_id: str, prompts: dict, height: int, width: int):
+    """The same decode in Python onnxruntime, from the decoder and embedding the page got,
+    with feeds built as DESIGN.md's contract says. Returns (masks 4xHxW bool, iou 4)."""
+    import onnxruntime as ort
+
+    emb = page.request.get(f"{base}/api/images/{image_id}/embedding")
+    dec = page.request.get(f"{base}/api/models/{model_id}/decoder.onnx")
+    assert emb.ok and dec.ok
+    embedding = np.frombuffer(emb.body(), "<f2").astype(np.float32).reshape(1, 256, 64, 64)
+    coords = [[p["x"], p["y"]] for p in prompts["points"]]
+    labels = [p["label"] for p in prompts["points"]]
+    if prompts["box"]:
+        coords += [prompts["box"][:2], prompts["box"][2:]]
+        labels += [2, 3]
+    else:
+        coords.append([0.0, 0.0])
+        labels.append(-1)
+    scale = 1024 / max(height, width)
+    feeds = {
+        "image_embeddings": embedding,
+        "point_coords": (np.array(coords, np.float64) * scale).astype(np.float32)[None],
+        "point_labels": np.array(labels, np.float32)[None],
+        "mask_input": np.zeros((1, 1, 256, 256), np.float32),
+        "has_mask_input": np.zeros(1, np.float32),
+        "orig_im_size": np.array([height, width], np.float32),
+    }
+    session = ort.InferenceSession(dec.body(), providers=["CPUExecutionProvider"])
+    masks, iou, _ = session.run(None, feeds)
+    return masks[0] > 0, iou[0]
+
+
+def _wait_ready(page, timeout_ms: int = 240_000) -> None:
+    try:
+        page.wait_for_function("window.__samReady === true", timeout=timeout_ms)
+    except Exception:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "not_ready.png"))
+        raise AssertionError(f"page never became ready; status line: {page.locator('#status-line').inner_text()!r}")
+
+
+def test_click_mask_save_export(app_server, celery_worker_process, tmp_path):
+    from playwright.sync_api import sync_playwright
+    from pycocotools import mask as mask_utils
+    from pycocotools.coco import COCO
+
+    if not (ROOT / "static" / "app" / "annotate.js").exists():
+        pytest.fail("frontend not built: run `cd frontend && npm ci && npm run build` first")
+
+    # All ORM work happens before Playwright starts its event loop in this thread.
+    user = UserFactory(username="e2e-annotator")
+    project = project_with_photos(user=user, photos=(PHOTO, "153077.jpg"), categories=("flower", "leaf"))
+    image = project.images.order_by("id").first()
+    width, height = image.width, image.height
+    gt = np.array(PILImage.open(GRABCUT / "boundary_GT" / (Path(PHOTO).stem + ".bmp")).convert("L"))
+    assert gt.shape == (height, width)
+    points = _deepest_points(gt, TIMED_CLICKS + 1)
+    assert len(points) == TIMED_CLICKS + 1
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+
+    console: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            # Failed loads are reported by the response handler, with their URL.
+            page.on("console", lambda m: None if m.text.startswith("Failed to load resource")
+                    else console.append(f"{m.type}: {m.text}"))
+            page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
+            page.on("response", lambda r: console.append(f"error: HTTP {r.status} {r.url}")
+                    if r.status >= 400 and not r.url.endswith("/favicon.ico") else None)
+
+            page.goto(f"{app_server}/accounts/login/")
+            page.fill("#id_username", "e2e-annotator")
+            page.fill("#id_password", "pw")
+            page.click("#login-submit")
+            page.wait_for_url(f"{app_server}/")
+            page.click("a.annotate-link")
+            page.wait_for_url(f"**/projects/{project.pk}/annotate/?image={image.pk}")
+            if os.environ.get("E2E_DECODER_THREADS"):  # benchmark knob: cap the wasm threads
+                page.goto(f"{page.url}&threads={int(os.environ['E2E_DECODER_THREADS'])}")
+            _wait_ready(page)
+            assert page.evaluate("crossOriginIsolated"), "the annotate page is not cross-origin isolated"
+            decoder_status = page.locator("#decoder-status").inner_text()
+
+            # One click inside the object -> a mask containing the clicked pixel.
+            x, y = points[0]
+            _click(page, x, y, width, height)
+            page.wait_for_function("Number(document.getElementById('mask-canvas').dataset.maskPixels) > 0")
+            page.screenshot(path=str(ARTIFACTS / "annotate_mask.png"))
+            shown = _shown_mask(page, width, height)
+            area = int(page.locator("#mask-canvas").get_attribute("data-mask-pixels"))
+            candidate = int(page.locator("#mask-canvas").get_attribute("data-candidate"))
+            assert shown.sum() == area > 0
+            rle_shown = page.evaluate("window.__samDebug.currentMaskRle()")
+            assert np.array_equal(mask_utils.decode({"size": rle_shown["size"], "counts": rle_shown["counts"].encode()}).astype(bool), shown)
+
+            # The browser pipeline (feeds, fp16 embedding, wasm decoder, threshold, paint)
+            # agrees with onnxruntime in Python on the same served files.
+            prompts = page.evaluate("window.__samDebug.prompts()")
+            assert len(prompts["points"]) == 1 and prompts["points"][0]["label"] == 1 and prompts["box"] is None
+            px, py = prompts["points"][0]["x"], prompts["points"][0]["y"]
+            assert abs(px - (x + 0.5)) <= 1 and abs(py - (y + 0.5)) <= 1, (px, py, x, y)
+            model_id = page.evaluate("fetch('/api/models/').then(r => r.json()).then(m => m[0].model_id)")
+            ref_masks, ref_iou = _reference_decode(page, app_server, image.pk, model_id, prompts, height, width)
+            assert candidate == 1 + int(np.argmax(ref_iou[1:])), (candidate, ref_iou.tolist())
+            differ = int((ref_masks[candidate] ^ shown).sum())
+            assert differ <= max(10, area // 1000), f"browser mask differs from onnxruntime's in {differ} of {area} px"
+
+            assert shown[y, x], (f"mask of {area} px does not contain the clicked pixel ({x}, {y}); the pipeline "
+                                 f"matches onnxruntime, so the model ({model_id}) is what gets it wrong")
+            known = gt != 128
+            iou_gt = (shown & (gt == 255) & known).sum() / max(1, ((shown | (gt == 255)) & known).sum())
+
+            # Enter saves; the saved overlay and the list show it.
+            page.keyboard.press("Enter")
+            page.wait_for_function("document.querySelector('.saved-layer').dataset.count === '1'")
+            assert page.locator("#annotation-list li[data-annotation-id]").count() == 1
+            assert page.locator("#mask-canvas").get_attribute("data-mask-pixels") == "0"
+            page.screenshot(path=str(ARTIFACTS / "annotate_saved.png"))
+
+            # COCO export through the API, decoded with pycocotools -> the same pixels.
+            res = page.request.get(f"{app_server}/api/projects/{project.pk}/export/coco")
+            assert res.ok, res.text()
+            export_path = tmp_path / "coco.json"
+            export_path.write_bytes(res.body())
+            coco = COCO(str(export_path))
+            anns = coco.loadAnns(coco.getAnnIds(imgIds=[image.pk]))
+            assert len(anns) == 1
+            exported = coco.annToMask(anns[0]).astype(bool)
+            assert exported.shape == (height, width)
+            assert np.array_equal(exported, shown), f"export differs from the shown mask in {(exported ^ shown).sum()} px"
+            assert anns[0]["area"] == area
+
+            # Timings: fresh single clicks at other points inside the object.
+            page.evaluate("window.__samPerf.length = 0")
+            for px, py in points[1:]:
+                page.keyboard.press("Escape")
+                page.wait_for_function("document.getElementById('mask-canvas').dataset.maskPixels === '0'")
+                n = page.evaluate("window.__samPerf.length")
+                _click(page, px, py, width, height)
+                page.wait_for_function(f"window.__samPerf.length > {n}")
+            perf = page.evaluate("window.__samPerf")
+            detail = page.evaluate("window.__samPerfDetail")
+            measures = page.evaluate("performance.getEntriesByName('click-to-mask', 'measure').length")
+        finally:
+            browser.close()
+
+    assert len(perf) == TIMED_CLICKS and measures >= TIMED_CLICKS + 1
+    report = {
+        "photo": PHOTO, "size": [height, width], "clicks": len(perf),
+        "click_to_mask_ms": [round(v, 1) for v in perf],
+        "median_ms": round(statistics.median(perf), 1), "p90_ms": round(float(np.percentile(perf, 90)), 1),
+        "decoder": decoder_status,
+        "median_session_run_ms": round(statistics.median(d["runMs"] for d in detail[-TIMED_CLICKS:]), 1),
+        "median_worker_ms": round(statistics.median(d["workerMs"] for d in detail[-TIMED_CLICKS:]), 1), "first_mask_area": area, "first_mask_iou_vs_grabcut_gt": round(float(iou_gt), 3),
+    }
+    (ARTIFACTS / "click_to_mask.json").write_text(json.dumps(report, indent=2))
+    print(f"\nclick-to-mask: median {report['median_ms']} ms, p90 {report['p90_ms']} ms over {len(perf)} clicks "
+          f"(session.run median {report['median_session_run_ms']} ms, worker {report['median_worker_ms']} ms); "
+          f"{decoder_status}; first mask IoU vs GrabCut GT {report['first_mask_iou_vs_grabcut_gt']}")
+    errors = [c for c in console if c.startswith(("error", "pageerror"))]
+    assert not errors, errors

@@ -108,11 +108,14 @@ export class ApiError extends Error {
     } else if (typeof body === 'string' && body.trim() && !body.trimStart().startsWith('<')) {
       detail = body.trim().slice(0, 300);
     }
+    // DRF sends either {"detail": ...} (other keys are then data, e.g. "current" on a 409)
+    // or field errors {"field": [msgs]}.
     const parts: string[] = [];
     if (detail) parts.push(detail);
-    for (const [k, msgs] of Object.entries(fields)) {
-      if (k === 'embedding_status' || k === 'current') continue; // data, not messages
-      parts.push(k === 'non_field_errors' ? msgs.join(' ') : `${k}: ${msgs.join(' ')}`);
+    else {
+      for (const [k, msgs] of Object.entries(fields)) {
+        parts.push(k === 'non_field_errors' ? msgs.join(' ') : `${k}: ${msgs.join(' ')}`);
+      }
     }
     const message = parts.length ? parts.join('; ') : `HTTP ${status} ${statusText}`.trim();
     return new ApiError(status, message, detail, fields, body);

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import time
 from pathlib import Path
 
 import numpy as np
@@ -122,6 +123,22 @@ def _wait_ready(page, timeout_ms: int = 240_000) -> None:
         raise AssertionError(f"page never became ready; status line: {page.locator('#status-line').inner_text()!r}")
 
 
+def _launch(pw):
+    return pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+def _login(page, base: str, username: str) -> None:
+    page.goto(f"{base}/accounts/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", "pw")
+    page.click("#login-submit")
+    page.wait_for_url(f"{base}/")
+
+
+def _attr(page, selector: str, name: str) -> str | None:
+    return page.locator(selector).get_attribute(name)
+
+
 def test_click_mask_save_export(app_server, celery_worker_process, tmp_path):
     from playwright.sync_api import sync_playwright
     from pycocotools import mask as mask_utils
@@ -143,7 +160,7 @@ def test_click_mask_save_export(app_server, celery_worker_process, tmp_path):
 
     console: list[str] = []
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = _launch(pw)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             # Failed loads are reported by the response handler, with their URL.
@@ -153,11 +170,7 @@ def test_click_mask_save_export(app_server, celery_worker_process, tmp_path):
             page.on("response", lambda r: console.append(f"error: HTTP {r.status} {r.url}")
                     if r.status >= 400 and not r.url.endswith("/favicon.ico") else None)
 
-            page.goto(f"{app_server}/accounts/login/")
-            page.fill("#id_username", "e2e-annotator")
-            page.fill("#id_password", "pw")
-            page.click("#login-submit")
-            page.wait_for_url(f"{app_server}/")
+            _login(page, app_server, "e2e-annotator")
             page.click("a.annotate-link")
             page.wait_for_url(f"**/projects/{project.pk}/annotate/?image={image.pk}")
             if os.environ.get("E2E_DECODER_THREADS"):  # benchmark knob: cap the wasm threads
@@ -166,10 +179,14 @@ def test_click_mask_save_export(app_server, celery_worker_process, tmp_path):
             assert page.evaluate("crossOriginIsolated"), "the annotate page is not cross-origin isolated"
             decoder_status = page.locator("#decoder-status").inner_text()
 
-            # One click inside the object -> a mask containing the clicked pixel.
+            # One click inside the object -> a mask containing the clicked pixel, made in
+            # the browser: no request to the server between the click and the mask.
             x, y = points[0]
+            requests: list[str] = []
+            page.on("request", lambda r: requests.append(r.url))
             _click(page, x, y, width, height)
             page.wait_for_function("Number(document.getElementById('mask-canvas').dataset.maskPixels) > 0")
+            assert requests == [], requests
             page.screenshot(path=str(ARTIFACTS / "annotate_mask.png"))
             shown = _shown_mask(page, width, height)
             area = int(page.locator("#mask-canvas").get_attribute("data-mask-pixels"))
@@ -244,3 +261,134 @@ def test_click_mask_save_export(app_server, celery_worker_process, tmp_path):
           f"{decoder_status}; first mask IoU vs GrabCut GT {report['first_mask_iou_vs_grabcut_gt']}")
     errors = [c for c in console if c.startswith(("error", "pageerror"))]
     assert not errors, errors
+
+
+def test_prompt_editing_status_and_navigation(app_server, celery_worker_process):
+    """Negative clicks, box, candidates 1/2/3, undo, clear; the pending and failed embedding
+    states on the status line; N/P with the next embedding prefetched."""
+    import threading
+
+    from django.db import connection
+    from playwright.sync_api import sync_playwright
+
+    from annotator.core.models import Image
+    from tests.conftest import wait_for
+
+    if not (ROOT / "static" / "app" / "annotate.js").exists():
+        pytest.fail("frontend not built: run `cd frontend && npm ci && npm run build` first")
+    user = UserFactory(username="e2e-editor")
+    project = project_with_photos(user=user, photos=(PHOTO, "153077.jpg", "65019.jpg"), categories=("flower",))
+    first, second, broken = project.images.order_by("id")
+    for im in (first, second, broken):
+        wait_for(lambda: Image.objects.get(pk=im.pk).embedding_status == "ready", timeout=240, what=f"embedding {im.pk}")
+    # The first image looks still pending (the page polls); the third failed with a reason.
+    Image.objects.filter(pk=first.pk).update(embedding_status="pending")
+    Image.objects.filter(pk=broken.pk).update(embedding_status="failed", embedding_error="cannot decode the image: e2e")
+    w, h = first.width, first.height
+    gt = np.array(PILImage.open(GRABCUT / "boundary_GT" / (Path(PHOTO).stem + ".bmp")).convert("L"))
+    (ax, ay), (bx, by) = _deepest_points(gt, 2)
+
+    def set_ready_later():
+        # Its own thread: Playwright's event loop runs in the test's thread.
+        Image.objects.filter(pk=first.pk).update(embedding_status="ready")
+        connection.close()
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = _launch(pw)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            embedding_requests: list[tuple[float, str]] = []
+            page.on("request", lambda r: embedding_requests.append((time.monotonic(), r.url)) if "/embedding" in r.url else None)
+            _login(page, app_server, "e2e-editor")
+            page.goto(f"{app_server}/projects/{project.pk}/annotate/?image={first.pk}")
+            page.wait_for_function("document.getElementById('status-line').dataset.embedding === 'pending'")
+            assert "pending" in page.locator("#embedding-status").inner_text()
+            assert page.evaluate("window.__samReady") is False
+            page.screenshot(path=str(ARTIFACTS / "status_pending.png"))
+            t = threading.Thread(target=set_ready_later)
+            t.start()
+            t.join()
+            _wait_ready(page)
+
+            def points() -> int:
+                return int(_attr(page, ".prompt-layer", "data-points"))
+
+            def wait_decoded(n_before: int) -> None:
+                page.wait_for_function(f"window.__samPerf.length > {n_before}")
+
+            # One positive point: a multimask candidate (1..3) chosen by predicted IoU.
+            n = len(page.evaluate("window.__samPerf"))
+            _click(page, ax, ay, w, h)
+            wait_decoded(n)
+            first_choice = _attr(page, "#mask-canvas", "data-candidate")
+            assert first_choice in ("1", "2", "3")
+            chips = page.locator("#candidate-chips button.chip")
+            assert chips.count() == 3
+            for key in ("1", "2", "3"):
+                page.keyboard.press(key)
+                assert _attr(page, "#mask-canvas", "data-candidate") == key
+                assert "active" in chips.nth(int(key) - 1).get_attribute("class")
+                assert page.locator("#mask-info").inner_text().startswith(f"Mask: {_attr(page, '#mask-canvas', 'data-mask-pixels')} px, candidate {key}")
+            page.keyboard.press(first_choice)
+
+            # A right click adds a negative point; with several points index 0 is shown.
+            box = page.locator(".prompt-layer").bounding_box()
+            n = len(page.evaluate("window.__samPerf"))
+            page.mouse.click(box["x"] + 5, box["y"] + 5, button="right")
+            wait_decoded(n)
+            assert points() == 2 and _attr(page, "#mask-canvas", "data-candidate") == "0"
+            labels = [p["label"] for p in page.evaluate("window.__samDebug.prompts()")["points"]]
+            assert labels == [1, 0]
+            # Shift+click: another negative point.
+            n = len(page.evaluate("window.__samPerf"))
+            page.keyboard.down("Shift")
+            page.mouse.click(box["x"] + box["width"] - 5, box["y"] + 5)
+            page.keyboard.up("Shift")
+            wait_decoded(n)
+            assert [p["label"] for p in page.evaluate("window.__samDebug.prompts()")["points"]] == [1, 0, 0]
+
+            # Ctrl+Z twice: back to the single point and the candidate chosen for it.
+            page.keyboard.press("Control+z")
+            page.keyboard.press("Control+z")
+            assert points() == 1 and _attr(page, "#mask-canvas", "data-candidate") == first_choice
+            # Esc clears everything; Enter then has nothing to save.
+            page.keyboard.press("Escape")
+            assert points() == 0 and _attr(page, "#mask-canvas", "data-mask-pixels") == "0"
+            page.keyboard.press("Enter")
+            assert "Nothing to save" in page.locator("#status-message").inner_text()
+
+            # A dragged box (no points) -> a mask from the box alone.
+            n = len(page.evaluate("window.__samPerf"))
+            sx, sy = box["width"] / w, box["height"] / h
+            page.mouse.move(box["x"] + 20 * sx, box["y"] + 20 * sy)
+            page.mouse.down()
+            page.mouse.move(box["x"] + 200 * sx, box["y"] + 150 * sy, steps=5)
+            page.mouse.up()
+            wait_decoded(n)
+            prompts = page.evaluate("window.__samDebug.prompts()")
+            assert prompts["points"] == [] and prompts["box"] is not None
+            x0, y0, x1, y1 = prompts["box"]
+            assert abs(x0 - 20) <= 2 and abs(y0 - 20) <= 2 and abs(x1 - 200) <= 2 and abs(y1 - 150) <= 2
+            assert _attr(page, "#mask-canvas", "data-candidate") in ("1", "2", "3")
+            page.screenshot(path=str(ARTIFACTS / "box_prompt.png"))
+
+            # N: the next image's embedding was prefetched before the key was pressed.
+            pressed = time.monotonic()
+            assert any(f"/images/{second.pk}/embedding" in u and at < pressed for at, u in embedding_requests), embedding_requests
+            page.keyboard.press("n")
+            page.wait_for_function(f"window.__samDebug.imageId() === {second.pk} && window.__samReady === true")
+            assert f"image={second.pk}" in page.url
+            assert not any(f"/images/{second.pk}/embedding" in u and at >= pressed for at, u in embedding_requests)
+            assert points() == 0
+
+            # N again: the failed embedding is shown with its reason; P goes back.
+            page.keyboard.press("n")
+            page.wait_for_function("document.getElementById('status-line').dataset.embedding === 'failed'")
+            assert "cannot decode the image: e2e" in page.locator("#embedding-status").inner_text()
+            assert page.evaluate("window.__samReady") is False
+            page.screenshot(path=str(ARTIFACTS / "status_failed.png"))
+            page.keyboard.press("p")
+            page.wait_for_function(f"window.__samDebug.imageId() === {second.pk} && window.__samReady === true")
+        finally:
+            browser.close()

@@ -174,16 +174,32 @@ def mask_to_polygons(mask: np.ndarray) -> list[list[float]]:
     Returns:
         list of flat coordinate lists, x then y, in pixels; ``[]`` for an empty mask.
     """
-    import cv2
-
     if mask.ndim != 2:
         raise ValueError(f"mask must be HxW, got shape {mask.shape}")
-    ys, xs = np.nonzero(mask)
-    if len(xs) == 0:
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if len(rows) == 0:
         return []
-    x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
-    crop = np.ascontiguousarray(mask[y0:y1, x0:x1] != 0, dtype=np.uint8)
-    up = np.pad(np.kron(crop, np.ones((2, 2), np.uint8)), 1)
+    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    return _crop_polygons(mask[y0:y1, x0:x1], x0, y0)
+
+
+def rle_to_polygons(rle: dict[str, Any]) -> list[list[float]]:
+    """Compressed COCO RLE -> polygons with holes bridged (:func:`mask_to_polygons`).
+
+    Crops to the RLE's box (``toBbox``, no decoding) before tracing, so the cost follows
+    the mask's extent rather than the image's.
+    """
+    x, y, w, h = (int(v) for v in mask_utils.toBbox(_c(rle)))
+    if w == 0 or h == 0:
+        return []
+    return _crop_polygons(rle_to_mask(rle)[y:y + h, x:x + w], x, y)
+
+
+def _crop_polygons(crop: np.ndarray, x0: int, y0: int) -> list[list[float]]:
+    import cv2
+
+    crop = np.ascontiguousarray(crop != 0, dtype=np.uint8)
+    up = np.pad(np.repeat(np.repeat(crop, 2, axis=0), 2, axis=1), 1)
     contours, hierarchy = cv2.findContours(up, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
     if hierarchy is None:
         return []
@@ -253,8 +269,3 @@ def segmentation_to_rle(segmentation: Any, height: int, width: int) -> dict[str,
     if isinstance(segmentation, list):
         return polygons_to_rle(segmentation, height, width)
     return validate_rle(segmentation, (height, width))
-
-
-def rle_to_polygons(rle: dict[str, Any]) -> list[list[float]]:
-    """Compressed COCO RLE -> polygons with holes bridged (:func:`mask_to_polygons`)."""
-    return mask_to_polygons(rle_to_mask(rle))

@@ -26,7 +26,7 @@ from PIL import Image as PILImage
 from PIL import ImageOps
 from pycocotools import mask as mask_utils
 
-from engine.rle import mask_to_polygons, polygons_to_rle, rle_to_mask
+from engine.rle import polygons_to_rle, rle_to_mask, rle_to_polygons
 
 from .models import Annotation, Category, ExportJob, Image, Project
 
@@ -111,7 +111,7 @@ def _area_bbox(rle: dict[str, Any]) -> tuple[int, list[float]]:
 
 def _polygon_record(rle: dict[str, Any], stats: ExportStats) -> list[list[float]]:
     h, w = rle["size"]
-    polygons = mask_to_polygons(rle_to_mask(rle))
+    polygons = rle_to_polygons(rle)
     back = _c(polygons_to_rle(polygons, h, w))
     orig = _c(rle)
     inter = int(mask_utils.area(mask_utils.merge([back, orig], intersect=True)))
@@ -287,14 +287,16 @@ def instance_png(rows: list[tuple], width: int, height: int) -> tuple[np.ndarray
     label = np.zeros((height, width), np.uint16)
     covered = np.zeros((height, width), bool)
     overlap = 0
-    ordered = sorted(rows, key=lambda r: -_area_bbox(r[3])[0])
+    measured = sorted(((row, *_area_bbox(row[3])) for row in rows), key=lambda t: -t[1])
     instances = []
-    for value, row in enumerate(ordered, start=1):
-        mask = rle_to_mask(row[3]).astype(bool)
-        overlap += int(np.count_nonzero(mask & covered))
-        covered |= mask
-        label[mask] = value
-        area, bbox = _area_bbox(row[3])
+    for value, (row, area, bbox) in enumerate(measured, start=1):
+        x, y, w, h = (int(v) for v in bbox)
+        # Work inside the mask's box only: the cost follows the mask, not the image.
+        mask = rle_to_mask(row[3])[y:y + h, x:x + w].astype(bool)
+        seen = covered[y:y + h, x:x + w]
+        overlap += int(np.count_nonzero(mask & seen))
+        seen |= mask
+        label[y:y + h, x:x + w][mask] = value
         instances.append({"value": value, "id": row[0], "category_id": row[2], "area": area, "bbox": bbox})
     return label, instances, overlap
 

@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from engine.rle import RLEError, mask_to_polygons, polygons_to_rle, rle_to_mask, segmentation_to_rle
+from engine.rle import (
+    RLEError,
+    mask_to_polygons,
+    mask_to_rle,
+    polygons_to_rle,
+    rle_to_mask,
+    rle_to_polygons,
+    segmentation_to_rle,
+)
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "coco_rle"
 
@@ -80,3 +88,14 @@ def test_segmentation_to_rle_accepts_every_coco_form_and_refuses_bad_polygons():
             segmentation_to_rle(bad, 10, 5)
     with pytest.raises(RLEError, match="does not match"):
         segmentation_to_rle(uncompressed, 5, 10)
+
+
+def test_rle_to_polygons_crops_to_the_box_and_matches_mask_to_polygons():
+    rng = np.random.default_rng(1)
+    for _ in range(100):
+        mask = np.zeros((60, 70), np.uint8)
+        y, x = rng.integers(0, 50), rng.integers(0, 60)
+        mask[y:y + 10, x:x + 10] = rng.random((10, 10)) < 0.6
+        rle = mask_to_rle(mask)
+        assert rle_to_polygons(rle) == mask_to_polygons(mask)
+    assert rle_to_polygons(mask_to_rle(np.zeros((5, 5), np.uint8))) == []

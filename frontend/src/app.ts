@@ -205,7 +205,15 @@ export class AnnotateApp {
     const url = new URL(window.location.href);
     url.searchParams.set('image', String(imageId));
     window.history.replaceState(null, '', url);
-    this.store.set({ image: info, picture, saved: annotations.map(toSaved), steps: [] });
+    const saved = annotations.map(toSaved);
+    const bad = saved.filter((m) => m.mask.length !== info.width * info.height).map((m) => `#${m.annotation.id}`);
+    this.store.set({
+      image: info,
+      picture,
+      saved,
+      steps: [],
+      message: bad.length ? { kind: 'error', text: `Cannot draw annotation ${bad.join(', ')}: its RLE does not decode to ${info.height}x${info.width}.` } : null,
+    });
     await this.ensureEmbedding(info, stale);
     if (!stale() && this.store.get().embedding.phase === 'ready') void this.prefetch(info.next_id ?? null);
   }
@@ -466,14 +474,14 @@ export class AnnotateApp {
   }
 }
 
+/** A saved annotation with its mask decoded once; an undecodable RLE gives an empty mask
+ * (listed, not drawn), which openImage reports on the status line. */
 function toSaved(annotation: Annotation): SavedMask {
-  let mask: Uint8Array;
   try {
-    mask = decodeRle(annotation.segmentation);
+    return { annotation, mask: decodeRle(annotation.segmentation) };
   } catch {
-    mask = new Uint8Array(0); // drawn as nothing; the list still shows it
+    return { annotation, mask: new Uint8Array(0) };
   }
-  return { annotation, mask };
 }
 
 function loadPicture(src: string): Promise<HTMLImageElement> {

@@ -40,6 +40,8 @@ export class CanvasView {
   readonly savedLayer = layer('saved-layer');
   readonly maskLayer = layer('mask-layer');
   readonly promptLayer = layer('prompt-layer');
+  /** What keeps the image from being annotatable right now, over the stage. */
+  private readonly banner = document.createElement('div');
   private rgba: Uint8ClampedArray | undefined;
   private width = 0;
   private height = 0;
@@ -56,7 +58,10 @@ export class CanvasView {
     this.maskLayer.id = 'mask-canvas';
     this.maskLayer.dataset['maskPixels'] = '0';
     this.frame.append(this.imageLayer, this.savedLayer, this.maskLayer, this.promptLayer);
-    this.stage.append(this.frame);
+    this.banner.className = 'stage-banner';
+    this.banner.id = 'stage-banner';
+    this.banner.hidden = true;
+    this.stage.append(this.frame, this.banner);
     parent.append(this.stage);
     new ResizeObserver(() => this.fit()).observe(this.stage);
     this.bindPointer();
@@ -69,6 +74,22 @@ export class CanvasView {
     if (s.saved !== prev.saved || s.project !== prev.project || s.picture !== prev.picture) this.drawSaved(s);
     if (s.steps !== prev.steps || s.picture !== prev.picture) this.drawMask(s);
     if (s.steps !== prev.steps || s.dragBox !== prev.dragBox || s.picture !== prev.picture) this.drawPrompts(s);
+    if (s.decoder !== prev.decoder || s.embedding !== prev.embedding) this.drawBanner(s);
+  }
+
+  private drawBanner(s: AnnotateState): void {
+    const d = s.decoder;
+    const e = s.embedding;
+    let text = '';
+    let kind = 'wait';
+    if (e.phase === 'failed') [text, kind] = [`Embedding failed ${e.detail}`.trim(), 'error'];
+    else if (d.phase === 'failed') [text, kind] = [`Decoder failed: ${d.detail}`, 'error'];
+    else if (e.phase === 'pending') text = `Computing this image's embedding on the server… ${e.detail}`;
+    else if (d.phase === 'loading' || d.phase === 'idle') text = 'Loading the decoder…';
+    else if (e.phase === 'loading') text = 'Loading the embedding…';
+    this.banner.hidden = !text;
+    this.banner.textContent = text;
+    this.banner.dataset['kind'] = kind;
   }
 
   /** Display scale (CSS px per image px). */

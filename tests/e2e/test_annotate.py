@@ -304,12 +304,14 @@ def test_prompt_editing_status_and_navigation(app_server, celery_worker_process)
             page.goto(f"{app_server}/projects/{project.pk}/annotate/?image={first.pk}")
             page.wait_for_function("document.getElementById('status-line').dataset.embedding === 'pending'")
             assert "pending" in page.locator("#embedding-status").inner_text()
+            assert "Computing this image's embedding" in page.locator("#stage-banner").inner_text()
             assert page.evaluate("window.__samReady") is False
             page.screenshot(path=str(ARTIFACTS / "status_pending.png"))
             t = threading.Thread(target=set_ready_later)
             t.start()
             t.join()
             _wait_ready(page)
+            assert page.locator("#stage-banner").is_hidden()
 
             def points() -> int:
                 return int(_attr(page, ".prompt-layer", "data-points"))
@@ -386,6 +388,7 @@ def test_prompt_editing_status_and_navigation(app_server, celery_worker_process)
             page.keyboard.press("n")
             page.wait_for_function("document.getElementById('status-line').dataset.embedding === 'failed'")
             assert "cannot decode the image: e2e" in page.locator("#embedding-status").inner_text()
+            assert "cannot decode the image: e2e" in page.locator("#stage-banner").inner_text()
             assert page.evaluate("window.__samReady") is False
             page.screenshot(path=str(ARTIFACTS / "status_failed.png"))
             page.keyboard.press("p")

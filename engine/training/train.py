@@ -63,6 +63,9 @@ class TrainConfig:
     ckpt_every: int = 25
     val_images: int = 40
     threads: int = 1
+    # bf16 autocast for the decoder on CPU (avx512_bf16 here: 4x faster forward, 2x
+    # faster forward+backward than fp32); losses and IoUs are computed in fp32.
+    bf16: bool = True
     export_path: str = ""  # fp16 safetensors of the best model by validation, if set
 
 
@@ -246,8 +249,10 @@ def run_session(sam: Sam, emb: torch.Tensor, gt: torch.Tensor, valid: torch.Tens
     stats = {"loss": 0.0, "iou_first": 0.0, "iou_last": 0.0, "iou_mse": 0.0}
     for it in range(n_iter):
         with torch.set_grad_enabled(train and it in grad_iters):
-            sparse = embed_points(sam, torch.from_numpy(coords).float(), torch.from_numpy(labels).float())
-            low, iou_pred = decode_batch(sam, emb, sparse, mask_input)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+                sparse = embed_points(sam, torch.from_numpy(coords).float(), torch.from_numpy(labels).float())
+                low, iou_pred = decode_batch(sam, emb, sparse, mask_input)
+            low, iou_pred = low.float(), iou_pred.float()
             per_mask = mask_losses(low, gt, valid)  # Bx4
         actual = actual_iou(low, gt, valid)
         single_prompt = it == 0 and not use_box
@@ -301,7 +306,7 @@ def run_session(sam: Sam, emb: torch.Tensor, gt: torch.Tensor, valid: torch.Tens
 
 
 @torch.no_grad()
-def validate(sam: Sam, data: TrainData, clicks: int = 5) -> list[float]:
+def validate(sam: Sam, data: TrainData, clicks: int = 5, bf16: bool = True) -> list[float]:
     """Standard-protocol mIoU after 1..``clicks`` clicks on the held-out masks (256 grid)."""
     sam.eval()
     ious = np.zeros(clicks)
@@ -327,8 +332,10 @@ def validate(sam: Sam, data: TrainData, clicks: int = 5) -> list[float]:
             arr = np.asarray(pts, np.float64)  # B x (c+1) x 3
             coords = np.concatenate([arr[:, :, :2], np.zeros((b, 1, 2))], 1)
             labels = np.concatenate([arr[:, :, 2], -np.ones((b, 1))], 1)
-            sparse = embed_points(sam, torch.from_numpy(coords).float(), torch.from_numpy(labels).float())
-            low, iou_pred = decode_batch(sam, emb, sparse, mask_input)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                sparse = embed_points(sam, torch.from_numpy(coords).float(), torch.from_numpy(labels).float())
+                low, iou_pred = decode_batch(sam, emb, sparse, mask_input)
+            low, iou_pred = low.float(), iou_pred.float()
             pick = iou_pred[:, 1:].argmax(1) + 1 if c == 0 else torch.zeros(b, dtype=torch.long)
             chosen = low[torch.arange(b), pick]
             mask_input = chosen.unsqueeze(1)
@@ -439,7 +446,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
             log.info("step %d loss %.4f iou1 %.3f iou_last %.3f iou_mse %.4f lr %.2e %.2f sessions/s",
                      step, ema["loss"], ema["iou_first"], ema["iou_last"], ema["iou_mse"], _lr(step, cfg), rate)
         if step % cfg.val_every == 0 or step == cfg.steps:
-            val = validate(sam, data) if data.val else []
+            val = validate(sam, data, bf16=cfg.bf16) if data.val else []
             score = float(np.mean(val)) if val else 0.0
             history.append({"step": step, "val_miou_by_click": val, "time": time.time()})
             log.info("step %d validation mIoU by click %s (mean %.3f, best %.3f)", step,
@@ -456,7 +463,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
     save()
     bar.close()
     (out / "history.json").write_text(json.dumps(history, indent=1))
-    return {"step": step, "best": best, "history": history}
+    return {"step": step, "best": best, "history": history, "last": ema or {}}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -473,11 +480,12 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(TrainConfig, name))
     p.add_argument("--export", default="", help="write the best weights here (fp16 safetensors)")
     p.add_argument("--no-resume", action="store_true")
+    p.add_argument("--fp32", action="store_true", help="no bf16 autocast")
     a = p.parse_args(argv)
     if any("grabcut" in c.lower() for c in a.cache):
         raise SystemExit("GrabCut is the evaluation set: never train on it")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    cfg = TrainConfig(caches=a.cache, out_dir=a.out, export_path=a.export,
+    cfg = TrainConfig(caches=a.cache, out_dir=a.out, export_path=a.export, bf16=not a.fp32,
                       **{k: getattr(a, k) for k in ("steps", "batch", "warmup", "seed", "val_every", "ckpt_every",
                                                      "val_images", "threads", "iterations", "loss_iters", "lr", "weight_decay",
                                                      "box_prob", "p_deepest", "multimask_aux")})

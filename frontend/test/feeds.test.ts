@@ -10,12 +10,14 @@ describe('coordinate scaling', () => {
     expect(toFrame1024(320, 240, 480, 640)).toEqual([512, 384]);
     expect(() => scaleTo1024(0, 10)).toThrow();
   });
-  it('maps client coordinates through a scaled element and clamps', () => {
-    const rect = { left: 10, top: 20, width: 320, height: 240 };
-    expect(clientToImage(170, 140, rect, 640, 480)).toEqual([320, 240]);
-    const [x, y] = clientToImage(0, 0, rect, 640, 480);
-    expect([x, y]).toEqual([0, 0]);
-    expect(clientToImage(9999, 9999, rect, 640, 480)[0]).toBeLessThan(640);
+  it('maps client coordinates through a scaled element to pixel-centre coordinates, clamped', () => {
+    const rect = { left: 10, top: 20, width: 320, height: 240 }; // 640x480 image shown at half size
+    // Client (170, 140) is image point (320, 240) = the corner between pixels 319 and 320.
+    expect(clientToImage(170, 140, rect, 640, 480)).toEqual([319.5, 239.5]);
+    // The centre of pixel (5, 7) is at image point (5.5, 7.5) -> coordinates (5, 7).
+    expect(clientToImage(10 + 5.5 / 2, 20 + 7.5 / 2, rect, 640, 480)).toEqual([5, 7]);
+    expect(clientToImage(0, 0, rect, 640, 480)).toEqual([0, 0]);
+    expect(clientToImage(9999, 9999, rect, 640, 480)).toEqual([639, 479]);
   });
 });
 

@@ -13,8 +13,13 @@ export function toFrame1024(x: number, y: number, height: number, width: number)
 }
 
 /**
- * Client (CSS px, e.g. PointerEvent.clientX/Y) -> image pixels, for an element that shows
- * the whole image stretched to its bounding rect. Clamped to the image.
+ * Client (CSS px, e.g. PointerEvent.clientX/Y) -> image pixel coordinates, for an element
+ * that shows the whole image stretched to its bounding rect.
+ *
+ * Pixel centres are integers: pixel column i covers [i - 0.5, i + 0.5). That is the
+ * convention of SAM's prompt encoder (it adds 0.5 itself before normalising) and of numpy
+ * indexing, so a stored prompt (x, y) is the pixel mask[round(y), round(x)]. Clamped to
+ * [0, W - 1] x [0, H - 1].
  */
 export function clientToImage(
   clientX: number,
@@ -23,9 +28,9 @@ export function clientToImage(
   imageWidth: number,
   imageHeight: number,
 ): [number, number] {
-  const x = ((clientX - rect.left) / rect.width) * imageWidth;
-  const y = ((clientY - rect.top) / rect.height) * imageHeight;
-  return [clamp(x, 0, imageWidth - 1e-3), clamp(y, 0, imageHeight - 1e-3)];
+  const x = ((clientX - rect.left) / rect.width) * imageWidth - 0.5;
+  const y = ((clientY - rect.top) / rect.height) * imageHeight - 0.5;
+  return [clamp(x, 0, imageWidth - 1), clamp(y, 0, imageHeight - 1)];
 }
 
 function clamp(v: number, lo: number, hi: number): number {

@@ -51,7 +51,7 @@ export interface PromptsPayload {
 }
 
 export interface AnnotationCreate {
-  category: number;
+  category: number | null;
   segmentation: CocoRle;
   prompts: PromptsPayload;
   predicted_iou: number;

@@ -394,7 +394,8 @@ export class AnnotateApp {
       this.store.set({ message: { kind: 'info', text: step && !step.result ? 'Wait for the mask to update.' : 'Nothing to save: click the object first.' } });
       return;
     }
-    if (s.categoryId === null) {
+    // A project without categories saves unlabelled masks (the API allows category null).
+    if (s.categoryId === null && (s.project?.categories.length ?? 0) > 0) {
       this.store.set({ message: { kind: 'error', text: 'Pick a category first.' } });
       return;
     }

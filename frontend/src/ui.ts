@@ -94,6 +94,13 @@ export class Panel {
     this.undoBtn.onclick = () => actions.undo();
     this.clearBtn.onclick = () => actions.clear();
     this.saveBtn.onclick = () => actions.save();
+    // A mouse click must not leave focus on a button: Enter would then press it again
+    // instead of saving the mask. Keyboard focus (Tab) still works as usual.
+    for (const el of [this.toolbar, this.side]) {
+      el.addEventListener('mousedown', (ev) => {
+        if ((ev.target as HTMLElement).closest('button')) ev.preventDefault();
+      });
+    }
     this.categorySelect.onchange = () => {
       actions.selectCategory(Number(this.categorySelect.value));
       this.categorySelect.blur(); // give keys (N, P, 1-3) back to the canvas
@@ -117,7 +124,7 @@ export class Panel {
       this.renderStatus(s);
     }
     const hasMask = (chosenMask(s)?.area ?? 0) > 0;
-    this.saveBtn.disabled = !hasMask || s.saving || s.categoryId === null;
+    this.saveBtn.disabled = !hasMask || s.saving || (s.categoryId === null && (s.project?.categories.length ?? 0) > 0);
     this.undoBtn.disabled = s.steps.length === 0;
     this.clearBtn.disabled = s.steps.length === 0;
   }

@@ -209,8 +209,8 @@ def test_click_mask_save_export(app_server, celery_worker_process, tmp_path):
             differ = int((ref_masks[candidate] ^ shown).sum())
             assert differ <= max(10, area // 1000), f"browser mask differs from onnxruntime's in {differ} of {area} px"
 
-            assert shown[y, x], (f"mask of {area} px does not contain the clicked pixel ({x}, {y}); the pipeline "
-                                 f"matches onnxruntime, so the model ({model_id}) is what gets it wrong")
+            # Checked last, so that a weak model does not hide the checks of the pipeline below.
+            contains_click = bool(shown[y, x])
             known = gt != 128
             iou_gt = (shown & (gt == 255) & known).sum() / max(1, ((shown | (gt == 255)) & known).sum())
 
@@ -255,7 +255,9 @@ def test_click_mask_save_export(app_server, celery_worker_process, tmp_path):
         "median_ms": round(statistics.median(perf), 1), "p90_ms": round(float(np.percentile(perf, 90)), 1),
         "decoder": decoder_status,
         "median_session_run_ms": round(statistics.median(d["runMs"] for d in detail[-TIMED_CLICKS:]), 1),
-        "median_worker_ms": round(statistics.median(d["workerMs"] for d in detail[-TIMED_CLICKS:]), 1), "first_mask_area": area, "first_mask_iou_vs_grabcut_gt": round(float(iou_gt), 3),
+        "median_worker_ms": round(statistics.median(d["workerMs"] for d in detail[-TIMED_CLICKS:]), 1),
+        "model_id": model_id, "first_mask_area": area, "first_mask_contains_click": contains_click,
+        "first_mask_iou_vs_grabcut_gt": round(float(iou_gt), 3),
     }
     (ARTIFACTS / "click_to_mask.json").write_text(json.dumps(report, indent=2))
     print(f"\nclick-to-mask: median {report['median_ms']} ms, p90 {report['p90_ms']} ms over {len(perf)} clicks "
@@ -263,6 +265,13 @@ def test_click_mask_save_export(app_server, celery_worker_process, tmp_path):
           f"{decoder_status}; first mask IoU vs GrabCut GT {report['first_mask_iou_vs_grabcut_gt']}")
     errors = [c for c in console if c.startswith(("error", "pageerror"))]
     assert not errors, errors
+    # An untrained decoder draws noise that covers any pixel about half the time: a pass
+    # would mean nothing, so say what is missing instead.
+    assert not model_id.endswith("-untrained"), (
+        f"the server runs an untrained model ({model_id}): ship engine/weights/default.safetensors; "
+        f"everything else in this test passed")
+    assert contains_click, (f"mask of {area} px does not contain the clicked pixel ({x}, {y}); the pipeline "
+                            f"matches onnxruntime, so the model ({model_id}) is what gets it wrong")
 
 
 def test_prompt_editing_status_and_navigation(app_server, celery_worker_process):

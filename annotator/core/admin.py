@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import Annotation, AnnotationEvent, Category, Embedding, Image, Membership, Project
+from .models import Annotation, AnnotationEvent, Category, Embedding, ExportJob, Image, Membership, Project
 
 
 class CategoryInline(admin.TabularInline):
@@ -27,10 +27,17 @@ class ImageAdmin(admin.ModelAdmin):
 
 @admin.register(Annotation)
 class AnnotationAdmin(admin.ModelAdmin):
-    list_display = ["id", "image", "category", "area", "origin", "author", "version", "updated_at"]
-    list_filter = ["origin"]
+    list_display = ["id", "image", "category", "area", "origin", "review_status", "author", "version", "updated_at"]
+    list_filter = ["origin", "review_status"]
     raw_id_fields = ["image"]
 
 
 admin.site.register(Embedding)
 admin.site.register(AnnotationEvent)
+
+
+@admin.register(ExportJob)
+class ExportJobAdmin(admin.ModelAdmin):
+    list_display = ["id", "project", "format", "status", "progress", "created_by", "created_at", "finished_at"]
+    list_filter = ["status", "format"]
+    readonly_fields = ["stats", "error"]

@@ -5,7 +5,8 @@
  */
 import { clientToImage } from './lib/coords';
 import { hexToRgba, maskToRgba, maskToRgbaOutlined, type Rgba } from './lib/maskImage';
-import { categoryById, chosenMask, currentPrompts, type AnnotateState, type Store } from './store';
+import { maskStats } from './lib/rle';
+import { categoryById, chosenMask, currentPrompts, type AnnotateState, type SavedMask, type Store } from './store';
 
 // The preview has one colour of its own (not the category's), so it never blends into
 // saved masks or into a photo of the same hue.
@@ -43,6 +44,7 @@ export class CanvasView {
   /** What keeps the image from being annotatable right now, over the stage. */
   private readonly banner = document.createElement('div');
   private rgba: Uint8ClampedArray | undefined;
+  private readonly tiles = new WeakMap<SavedMask, { canvas: HTMLCanvasElement; x: number; y: number; color: string }>();
   private width = 0;
   private height = 0;
 
@@ -140,15 +142,11 @@ export class CanvasView {
       return;
     }
     const { width: w, height: h } = s.image;
-    const tmp = document.createElement('canvas');
-    tmp.width = w;
-    tmp.height = h;
-    const tg = ctx2d(tmp);
     for (const m of s.saved) {
       if (m.mask.length !== w * h) continue;
-      const cat = categoryById(s, m.annotation.category);
-      tg.putImageData(new ImageData(maskToRgba(m.mask, hexToRgba(cat?.color ?? '#ff9800', 0.45)) as Uint8ClampedArray<ArrayBuffer>, w, h), 0, 0);
-      g.drawImage(tmp, 0, 0);
+      const color = categoryById(s, m.annotation.category)?.color ?? '#ff9800';
+      const tile = this.savedTile(m, w, h, color);
+      if (tile) g.drawImage(tile.canvas, tile.x, tile.y);
     }
     // Labels on top of all fills, sized in screen pixels.
     const k = 1 / this.scale();
@@ -157,7 +155,7 @@ export class CanvasView {
     for (const m of s.saved) {
       const cat = categoryById(s, m.annotation.category);
       const [x, y] = m.annotation.bbox ?? [0, 0];
-      const text = cat?.name ?? `category ${m.annotation.category}`;
+      const text = cat?.name ?? (m.annotation.category === null ? 'unlabelled' : `category ${m.annotation.category}`);
       const tw = g.measureText(text).width;
       g.fillStyle = cat?.color ?? '#ff9800';
       g.fillRect(x, y, tw + 8 * k, 16 * k);
@@ -165,6 +163,29 @@ export class CanvasView {
       g.fillText(text, x + 4 * k, y + 2 * k);
     }
     this.savedLayer.dataset['count'] = String(s.saved.length);
+  }
+
+  /**
+   * A saved mask painted once into a canvas the size of its bounding box, cached per
+   * (mask, colour): re-compositing after a save or a resize costs a drawImage per mask
+   * instead of a pass over every pixel of the image per mask.
+   */
+  private savedTile(m: SavedMask, w: number, h: number, color: string): { canvas: HTMLCanvasElement; x: number; y: number } | null {
+    const hit = this.tiles.get(m);
+    if (hit && hit.color === color) return hit;
+    const { area, bbox } = maskStats(m.mask, h, w);
+    if (!area) return null;
+    const [x, y, bw, bh] = bbox;
+    const crop = new Uint8Array(bw * bh);
+    for (let r = 0; r < bh; r++) crop.set(m.mask.subarray((y + r) * w + x, (y + r) * w + x + bw), r * bw);
+    const canvas = document.createElement('canvas');
+    canvas.width = bw;
+    canvas.height = bh;
+    const rgba = maskToRgba(crop, hexToRgba(color, 0.45));
+    ctx2d(canvas).putImageData(new ImageData(rgba as Uint8ClampedArray<ArrayBuffer>, bw, bh), 0, 0);
+    const tile = { canvas, x, y, color };
+    this.tiles.set(m, tile);
+    return tile;
   }
 
   private drawMask(s: AnnotateState): void {

@@ -11,6 +11,7 @@ import zipfile
 from collections import defaultdict
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from django.core.management import call_command
@@ -421,3 +422,54 @@ def test_management_commands(user, tmp_path):
                  stdout=io.StringIO())
     with zipfile.ZipFile(tmp_path / "sa.zip") as zf:
         assert sorted(zf.namelist()) == ["000000000139.json", "000000255917.json"]
+
+
+# ---------------------------------------------------------------- masks saved as the browser saves them
+
+
+def test_grabcut_masks_saved_through_the_api_survive_export_import_export(api_client, user, tmp_path):
+    """The 50 real GrabCut object masks, POSTed as the annotate page posts them, exported as
+    polygons (reconstruction error measured), imported into a second project, exported again
+    as RLE and as SA-1B: every mask decodes with pycocotools to the saved pixels."""
+    grabcut = SHARED_DATA / "grabcut"
+    photos = sorted(p.name for p in (grabcut / "data_GT").iterdir())
+    files = [(name, (grabcut / "data_GT" / name).read_bytes()) for name in photos]
+    first = services.project_create(name="Browser", user=user, categories=["object"])
+    images = services.images_upload(project=first, files=files, user=user)
+    category = first.categories.first().pk
+    saved: dict[str, str] = {}
+    holes = 0
+    for image in images:
+        stem = image.file_name.rsplit(".", 1)[0]
+        gt = np.array(PILImage.open(grabcut / "boundary_GT" / f"{stem}.bmp").convert("L"))
+        mask = (gt == 255).astype(np.uint8)  # 128 = the unknown band: left out
+        assert mask.shape == (image.height, image.width)
+        res = api_client.post(f"/api/images/{image.pk}/annotations/", {
+            "category": category, "segmentation": mask_to_rle(mask),
+            "prompts": {"point_coords": [[5, 5]], "point_labels": [1], "box": None}, "active_ms": 1000,
+        }, format="json")
+        assert res.status_code == 201, res.content
+        saved[image.file_name] = _digest(mask)
+        _, hierarchy = cv2.findContours(mask, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+        holes += int((hierarchy[0][:, 3] != -1).sum()) if hierarchy is not None else 0
+    expected = {name: [digest] for name, digest in saved.items()}
+
+    job = _export(first, user, "coco_polygons")
+    polygons_path = _write(tmp_path, "polygons.json", job.file.open("rb").read())
+    assert _masks_by_file(polygons_path) == expected
+    print(f"\nGrabCut: {len(saved)} real masks ({holes} holes): polygon reconstruction min IoU "
+          f"{job.stats['polygon_min_iou']}, pixel error {job.stats['polygon_pixel_error']}")
+    assert job.stats["polygon_min_iou"] == 1.0 and job.stats["polygon_pixel_error"] == 0 and holes > 0
+
+    second = services.project_create(name="Imported", user=user)
+    services.images_upload(project=second, files=files, user=user)
+    report = _post_import(api_client, second.pk, polygons_path.read_bytes()).json()
+    assert report["imported"] == len(saved) and report["skipped"] == [] and report["unmatched_images"] == []
+    rle_path = _write(tmp_path, "rle.json", _export(second, user, "coco").file.open("rb").read())
+    assert _masks_by_file(rle_path) == expected
+
+    with zipfile.ZipFile(_export(second, user, "sa1b").file.open("rb")) as zf:
+        for name in zf.namelist():
+            doc = json.loads(zf.read(name))
+            (record,) = doc["annotations"]
+            assert _digest(rle_to_mask(record["segmentation"])) == saved[doc["image"]["file_name"]]

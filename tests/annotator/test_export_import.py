@@ -473,3 +473,21 @@ def test_grabcut_masks_saved_through_the_api_survive_export_import_export(api_cl
             doc = json.loads(zf.read(name))
             (record,) = doc["annotations"]
             assert _digest(rle_to_mask(record["segmentation"])) == saved[doc["image"]["file_name"]]
+
+
+def test_export_task_is_idempotent_and_reports_failures(user):
+    from annotator.core.tasks import run_export
+
+    project = project_with_photos(user=user, photos=("124080.jpg",))
+    job = _export(project, user)
+    name, finished = job.file.name, job.finished_at
+    run_export.apply(args=[job.pk])  # a redelivered task: the finished job is left alone
+    job.refresh_from_db()
+    assert (job.status, job.file.name, job.finished_at) == ("done", name, finished)
+
+    broken = services.export_start(project=project, user=user, format="coco")
+    ExportJob.objects.filter(pk=broken.pk).update(format="bogus")
+    run_export.apply(args=[broken.pk])
+    broken.refresh_from_db()
+    assert broken.status == "failed" and "unknown export format 'bogus'" in broken.error
+    run_export.apply(args=[987654321])  # a job deleted meanwhile: nothing to do, no error

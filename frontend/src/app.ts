@@ -174,11 +174,16 @@ export class AnnotateApp {
       const model = models.find((m) => m.model_id === project.model_id);
       if (!model) throw new Error(`model ${project.model_id} is not among the server's models (${models.map((m) => m.model_id).join(', ') || 'none'})`);
       this.store.set({ model, decoder: { phase: 'loading', detail: model.name } });
-      // ?threads=N caps the wasm threads (for benchmarks); the default is the worker's.
-      const threads = Number(new URLSearchParams(window.location.search).get('threads')) || undefined;
-      const r = await this.bridge.init(decoderUrl(model), WASM_PATHS, threads);
+      // Benchmark knobs on the page URL: ?threads=N caps the wasm threads (default: the
+      // worker's choice); ?quantized=1 loads the QUInt8 decoder the server can export.
+      const params = new URLSearchParams(window.location.search);
+      const threads = Number(params.get('threads')) || undefined;
+      const quantized = params.get('quantized') === '1';
+      const url = decoderUrl(model) + (quantized ? '?quantized=1' : '');
+      const r = await this.bridge.init(url, WASM_PATHS, threads);
       const n = `${r.numThreads} thread${r.numThreads > 1 ? 's' : ''}`;
-      this.store.set({ decoder: { phase: 'ready', detail: `${model.name}, wasm, ${n}, ${Math.round(r.loadMs)} ms` } });
+      const kind = quantized ? 'wasm, quantized' : 'wasm';
+      this.store.set({ decoder: { phase: 'ready', detail: `${model.name}, ${kind}, ${n}, ${Math.round(r.loadMs)} ms` } });
     } catch (e) {
       this.store.set({ decoder: { phase: 'failed', detail: errorText(e) } });
     }

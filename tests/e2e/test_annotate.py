@@ -84,7 +84,7 @@ def _shown_mask(page, width: int, height: int) -> np.ndarray:
 
 
 def _reference_decode(page, base: str, image_id: int, model_id: str, prompts: dict, height: int, width: int,
-                      mask_input: np.ndarray | None = None):
+                      mask_input: np.ndarray | None = None, decoder_file: str = "decoder.onnx"):
     """The same decode in Python onnxruntime, from the decoder and embedding the page got,
     with feeds built as DESIGN.md's contract says.
 
@@ -92,7 +92,7 @@ def _reference_decode(page, base: str, image_id: int, model_id: str, prompts: di
     import onnxruntime as ort
 
     emb = page.request.get(f"{base}/api/images/{image_id}/embedding")
-    dec = page.request.get(f"{base}/api/models/{model_id}/decoder.onnx")
+    dec = page.request.get(f"{base}/api/models/{model_id}/{decoder_file}")
     assert emb.ok and dec.ok
     embedding = np.frombuffer(emb.body(), "<f2").astype(np.float32).reshape(1, 256, 64, 64)
     coords = [[p["x"], p["y"]] for p in prompts["points"]]
@@ -177,8 +177,14 @@ def test_click_mask_save_export(app_server, celery_worker_process, tmp_path):
             _login(page, app_server, "e2e-annotator")
             page.click("a.annotate-link")
             page.wait_for_url(f"**/projects/{project.pk}/annotate/?image={image.pk}")
-            if os.environ.get("E2E_DECODER_THREADS"):  # benchmark knob: cap the wasm threads
-                page.goto(f"{page.url}&threads={int(os.environ['E2E_DECODER_THREADS'])}")
+            # Benchmark knobs: cap the wasm threads; use the quantized decoder.
+            knobs = ""
+            if os.environ.get("E2E_DECODER_THREADS"):
+                knobs += f"&threads={int(os.environ['E2E_DECODER_THREADS'])}"
+            if os.environ.get("E2E_DECODER_QUANTIZED") == "1":
+                knobs += "&quantized=1"
+            if knobs:
+                page.goto(page.url + knobs)
             _wait_ready(page)
             assert page.evaluate("crossOriginIsolated"), "the annotate page is not cross-origin isolated"
             decoder_status = page.locator("#decoder-status").inner_text()
@@ -208,7 +214,9 @@ def test_click_mask_save_export(app_server, celery_worker_process, tmp_path):
             px, py = prompts["points"][0]["x"], prompts["points"][0]["y"]
             assert abs(px - x) <= 1 and abs(py - y) <= 1, (px, py, x, y)  # pixel centres are integers
             model_id = page.evaluate("fetch('/api/models/').then(r => r.json()).then(m => m[0].model_id)")
-            ref_masks, ref_iou, ref_low_res = _reference_decode(page, app_server, image.pk, model_id, prompts, height, width)
+            decoder_file = "decoder.onnx" + ("?quantized=1" if "&quantized=1" in page.url else "")
+            ref_masks, ref_iou, ref_low_res = _reference_decode(page, app_server, image.pk, model_id, prompts, height, width,
+                                                                decoder_file=decoder_file)
             assert candidate == 1 + int(np.argmax(ref_iou[1:])), (candidate, ref_iou.tolist())
             differ = int((ref_masks[candidate] ^ shown).sum())
             assert differ <= max(10, area // 1000), f"browser mask differs from onnxruntime's in {differ} of {area} px"
@@ -227,7 +235,7 @@ def test_click_mask_save_export(app_server, celery_worker_process, tmp_path):
             shown = _shown_mask(page, width, height)
             area = int(_attr(page, "#mask-canvas", "data-mask-pixels"))
             ref2, _, _ = _reference_decode(page, app_server, image.pk, model_id, prompts2, height, width,
-                                           mask_input=ref_low_res[candidate])
+                                           mask_input=ref_low_res[candidate], decoder_file=decoder_file)
             differ = int((ref2[0] ^ shown).sum())
             assert differ <= max(10, area // 1000), f"refined mask differs from onnxruntime's in {differ} of {area} px"
             known = gt != 128

@@ -85,7 +85,8 @@ def generate(*, masks: int, per_image: int, width: int, height: int) -> int:
     existing = Project.objects.filter(name=PROJECT_NAME).first()
     if existing and Annotation.objects.filter(image__project=existing).count() == masks:
         return existing.pk
-    if existing:
+    if existing:  # annotations first: their categories are PROTECTed
+        Annotation.objects.filter(image__project=existing).delete()
         existing.delete()
     started = time.perf_counter()
     rng = random.Random(0)
@@ -132,11 +133,47 @@ def _light_engine() -> None:
     sys.modules["engine"] = pkg
 
 
+def run_import(*, project_id: int) -> None:
+    """Child process: import the project's COCO export into a new project with the same image
+    rows (``json.load`` of the file + the import service); prints a JSON line."""
+    from annotator.core import services
+    from annotator.core.exports import export_write
+    from annotator.core.models import Annotation, Image, Project
+
+    source = Project.objects.get(pk=project_id)
+    with tempfile.NamedTemporaryFile(suffix=".json") as fh:
+        export_write(project=source, format="coco", out=fh)
+        fh.flush()
+        size = fh.tell()
+        old = Project.objects.filter(name=PROJECT_NAME + " (import)").first()
+        if old:
+            Annotation.objects.filter(image__project=old).delete()
+            old.delete()
+        target = services.project_create(name=PROJECT_NAME + " (import)", user=source.created_by)
+        Image.objects.bulk_create([Image(project=target, file=i.file.name, file_name=i.file_name, width=i.width,
+                                         height=i.height, checksum=i.checksum)
+                                   for i in Image.objects.filter(project=source)], batch_size=2000)
+        rss_before = _status_kb("VmRSS")
+        started = time.perf_counter()
+        with open(fh.name, "rb") as f:
+            data = json.load(f)
+        report = services.annotations_import_coco(project=target, user=source.created_by, data=data)
+        seconds = time.perf_counter() - started
+    peak = _status_kb("VmHWM")
+    Annotation.objects.filter(image__project=target).delete()
+    target.delete()
+    print(json.dumps({"format": "import_coco", "seconds": seconds, "peak_rss_mb": peak / 1024,
+                      "rss_before_mb": rss_before / 1024, "output_mb": size / 2**20,
+                      "stats": {"imported": report["imported"], "skipped": len(report["skipped"])}}))
+
+
 def run_one(*, project_id: int, format: str) -> None:
     """Child process: one export to a temp file; prints a JSON line with its measurements."""
     from annotator.core.exports import export_write
     from annotator.core.models import Project
 
+    if format == "import_coco":
+        return run_import(project_id=project_id)
     project = Project.objects.get(pk=project_id)
     rss_before = _status_kb("VmRSS")
     started = time.perf_counter()
@@ -199,7 +236,8 @@ def main() -> None:
     parser.add_argument("--masks", type=int, default=100_000)
     parser.add_argument("--per-image", type=int, default=100)
     parser.add_argument("--size", default="1024x768", help="image WxH")
-    parser.add_argument("--formats", default="coco,coco_polygons,sa1b,png")
+    parser.add_argument("--formats", default="coco,coco_polygons,sa1b,png,import_coco",
+                        help="export formats; import_coco = import of the project's COCO export")
     parser.add_argument("--runs", type=int, default=3, help="runs of the RLE COCO export (others run once)")
     parser.add_argument("--no-append", action="store_true", help="do not append to BENCHMARKS.md")
     parser.add_argument("--modes", default="full,light",
@@ -242,7 +280,7 @@ def main() -> None:
                 "output_mb": runs[-1]["output_mb"], "stats": runs[-1]["stats"],
             })
     lines = [
-        f"## Export memory, {args.masks:,} masks ({args.per_image} per image, {args.size}) — "
+        f"## Export / import memory, {args.masks:,} masks ({args.per_image} per image, {args.size}) — "
         f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
         "",
         f"Machine: {_machine()}. {_versions()}. `bench/export_memory.py`; each export in a fresh process, "
@@ -262,6 +300,9 @@ def main() -> None:
                      f"pixel error {r['stats']['polygon_pixel_error']}")
         if r["format"] == "png":
             notes = f"overlap pixels {r['stats']['png_overlap_pixels']}"
+        if r["format"] == "import_coco":
+            notes = (f"json.load + import of the {r['output_mb']:.1f} MB COCO export: "
+                     f"{r['stats']['imported']} imported, {r['stats']['skipped']} skipped")
         lines.append(f"| {r['mode']} | {r['format']} | {r['runs']} | {r['seconds']:.1f} | {r['peak_rss_mb']:.0f} | "
                      f"{r['rss_before_mb']:.0f} | {r['output_mb']:.1f} | {notes} |")
     text = "\n".join(lines) + "\n"

@@ -16,9 +16,9 @@ from django.db import transaction
 from engine.rle import RLEError, rle_area, rle_bbox, segmentation_to_rle
 
 from .models import Annotation, Category, Image, Project
+from .services import PALETTE
 
 BATCH = 1000
-PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45"]
 
 
 class ImportFileError(ValueError):

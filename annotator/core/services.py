@@ -11,7 +11,7 @@ import io
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -427,7 +427,7 @@ def export_mark_failed(*, job_id: int, reason: str) -> None:
 
 
 def annotations_import_coco(*, project: Project, user, data: Any, mode: str = "annotations",
-                            progress=None) -> dict[str, Any]:
+                            progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Import a parsed COCO instances file as annotations (see ``imports.coco_import``).
 
     Returns:

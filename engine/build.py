@@ -8,7 +8,6 @@ Official SAM checkpoints (Kirillov et al., 2023) load unchanged into the
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,12 +17,10 @@ import torch
 from segment_anything.modeling import MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 from segment_anything.build_sam import build_sam_vit_b, build_sam_vit_h, build_sam_vit_l
 
+from .identity import DEFAULT_WEIGHTS, WEIGHTS_DIR, file_sha256  # noqa: F401  (re-exported)
 from .modeling import LiteImageEncoder
 
 log = logging.getLogger(__name__)
-
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-DEFAULT_WEIGHTS = WEIGHTS_DIR / "default.safetensors"
 
 EMBED_DIM = 256
 IMAGE_SIZE = 1024
@@ -79,15 +76,6 @@ def build_default_sam(pretrained_backbone: bool = True) -> Sam:
         pixel_mean=[127.5, 127.5, 127.5],
         pixel_std=[127.5, 127.5, 127.5],
     )
-
-
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def load_state_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:

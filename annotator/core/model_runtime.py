@@ -37,7 +37,15 @@ def current_model():
 
 
 def current_model_id() -> str:
-    return current_model().model_id
+    """Id of the configured model, computed from its weights file without loading torch."""
+    from engine.identity import model_id_for
+
+    if settings.ANNOTATOR_MODEL_NAME == "default" and not settings.ANNOTATOR_ALLOW_UNTRAINED:
+        from engine.identity import DEFAULT_WEIGHTS
+
+        if not DEFAULT_WEIGHTS.exists():
+            return current_model().model_id  # raises the loader's clear error
+    return model_id_for(settings.ANNOTATOR_MODEL_NAME, settings.ANNOTATOR_MODEL_CHECKPOINT)
 
 
 def decoder_path(model_id: str, quantized: bool = False) -> Path:

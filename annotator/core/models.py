@@ -98,7 +98,7 @@ class Annotation(models.Model):
         REJECTED = "rejected"
 
     image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="annotations")
-    category = models.ForeignKey(Category, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    category = models.ForeignKey(Category, on_delete=models.RESTRICT, null=True, blank=True, related_name="+")
     rle = models.JSONField(help_text='COCO compressed RLE {"size": [H, W], "counts": str}')
     bbox = models.JSONField(help_text="XYWH in pixels of the EXIF-corrected image")
     area = models.PositiveIntegerField(help_text="decoded pixel count")

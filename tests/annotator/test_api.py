@@ -217,3 +217,23 @@ def test_pages_are_cross_origin_isolated(client, user):
     assert res["Cross-Origin-Opener-Policy"] == "same-origin"
     assert res["Cross-Origin-Embedder-Policy"] == "require-corp"
     assert b'id="app"' in res.content
+
+
+def test_deleting_a_project_deletes_its_labelled_masks(user):
+    from django.db.models import RESTRICT  # noqa: F401  (documents the on_delete rule)
+
+    from annotator.core.models import Category, Project
+
+    project = project_with_photos(user=user)
+    image = project.images.get()
+    cat = project.categories.first()
+    services.annotation_create(image=image, user=user, category=cat.pk,
+                               segmentation=mask_to_rle(_mask(image.height, image.width)))
+    # A category still used by a mask cannot be deleted on its own...
+    from django.db.models.deletion import RestrictedError
+
+    with pytest.raises(RestrictedError):
+        Category.objects.get(pk=cat.pk).delete()
+    # ...but the whole project can.
+    project.delete()
+    assert not Project.objects.exists() and not Annotation.objects.exists()

@@ -14,6 +14,15 @@ from engine.build import build_default_sam, load_state_strict
 GRABCUT = __import__("pathlib").Path(__file__).resolve().parents[2].parent / "shared" / "data" / "grabcut"
 
 
+def test_importing_rle_helpers_does_not_load_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, engine.rle, engine.identity; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_unknown_model_name():
     with pytest.raises(KeyError, match="unknown model"):
         engine.build_model("vit_xxl")
@@ -36,6 +45,9 @@ def test_default_weights_roundtrip_and_strict_keys(tmp_path):
     path = tmp_path / "w.safetensors"
     save_file(state, str(path))
     loaded = engine.load_default(path)
+    from engine.identity import model_id_for
+
+    assert model_id_for("default", path) == loaded.model_id  # the torch-free id agrees
     assert loaded.model_id.startswith("default-") and len(loaded.model_id) == len("default-") + 12
     first = next(iter(state))
     torch.testing.assert_close(loaded.sam.state_dict()[first].half(), state[first])

@@ -227,6 +227,7 @@ export class AnnotateApp {
   private async ensureEmbedding(first: ImageInfo, stale: () => boolean): Promise<void> {
     let info = first;
     const t0 = performance.now();
+    let serverSays = ''; // the last 409's detail, shown while we keep polling
     for (let attempt = 0; !stale(); attempt++) {
       if (this.bridge.hasEmbedding(info.id)) {
         this.store.set({ embedding: { phase: 'ready', detail: '' } });
@@ -247,14 +248,17 @@ export class AnnotateApp {
           await this.bridge.loadEmbedding(info.id, fp16);
           continue; // -> hasEmbedding -> ready
         }
-        this.store.set({ embedding: { phase: 'pending', detail: `(${Math.round((performance.now() - t0) / 1000)} s)` } });
+        const waited = `(${Math.round((performance.now() - t0) / 1000)} s)`;
+        this.store.set({ embedding: { phase: 'pending', detail: serverSays ? `${waited} — server: ${serverSays}` : waited } });
         await sleep(POLL_MS[Math.min(attempt, POLL_MS.length - 1)]!);
         if (stale()) return;
         info = await getImage(info.id);
         this.store.set({ image: { ...info } });
       } catch (e) {
         if (e instanceof ApiError && e.status === 409) {
-          // Not ready after all (status raced the listing): poll.
+          // Listed as ready but not servable (yet) for the current model: keep polling, and
+          // show why, so a server-side mismatch does not look like a plain wait.
+          serverSays = e.message;
           info = { ...info, embedding_status: 'pending' };
           continue;
         }

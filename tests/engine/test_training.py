@@ -45,7 +45,8 @@ def test_train_steps_finite_and_resume(cache, tmp_path):
     assert first["step"] == 2 and math.isfinite(first["last"]["loss"]) and first["last"]["loss"] > 0
     state = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
     assert state["step"] == 2 and all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
-    cfg.steps = 3
+    cfg.steps = 4
+    cfg.crop = 32  # the object-centred crop path, resumed from the full-grid checkpoint
     resumed = train(cfg, progress=False)
-    assert resumed["step"] == 3 and math.isfinite(resumed["last"]["loss"])
-    assert torch.load(tmp_path / "run" / "last.pt", weights_only=False)["step"] == 3
+    assert resumed["step"] == 4 and math.isfinite(resumed["last"]["loss"])
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=False)["step"] == 4

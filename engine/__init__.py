@@ -19,6 +19,7 @@ _EXPORTS = {
     "decoder_feeds": "predictor", "embed": "predictor", "embedding_from_bytes": "predictor",
     "embedding_to_bytes": "predictor", "load_image": "predictor", "predict": "predictor",
     "resized_shape": "predictor",
+    "Click": "clicks", "next_click": "clicks", "load_dataset": "evaluate",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -40,6 +41,8 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from .build import (DEFAULT_WEIGHTS, MODEL_REGISTRY, CheckpointError, LoadedModel,  # noqa: F401
                         build_model, load_default)
+    from .clicks import Click, next_click  # noqa: F401
+    from .evaluate import load_dataset  # noqa: F401
     from .onnx_export import DecoderOnnxModel, export_decoder  # noqa: F401
     from .predictor import (EMBEDDING_SHAPE, ImageError, coords_to_1024, decoder_feeds, embed,  # noqa: F401
                             embedding_from_bytes, embedding_to_bytes, load_image, predict, resized_shape)

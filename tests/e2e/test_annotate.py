@@ -228,6 +228,11 @@ def test_click_mask_save_export(app_server, celery_worker_process, tmp_path):
             known = gt != 128  # GrabCut's unknown band along the edge is not scored
             first_area = area
             on_object = float((shown & (gt == 255) & known).sum() / max(1, (shown & known).sum()))
+            # For the report: what each of the 4 outputs was (the default is the best of 1..3
+            # by predicted IoU, SAM's rule for one click).
+            outputs = [{"index": i, "predicted_iou": round(float(ref_iou[i]), 3), "area": int(m.sum()),
+                        "fraction_on_object": round(float((m & (gt == 255) & known).sum() / max(1, (m & known).sum())), 3)}
+                       for i, m in enumerate(ref_masks)]
 
             # A second click refines: the decoder gets the first mask's low-res logits
             # (mask_input, has_mask_input = 1) and, with two points, index 0 is shown.
@@ -289,7 +294,7 @@ def test_click_mask_save_export(app_server, celery_worker_process, tmp_path):
         "median_session_run_ms": round(statistics.median(d["runMs"] for d in detail[-TIMED_CLICKS:]), 1),
         "median_worker_ms": round(statistics.median(d["workerMs"] for d in detail[-TIMED_CLICKS:]), 1),
         "model_id": model_id, "first_mask_area": first_area, "first_mask_contains_click": contains_click,
-        "first_mask_fraction_on_object": round(on_object, 3), "saved_mask_area": area,
+        "first_mask_fraction_on_object": round(on_object, 3), "first_click_outputs": outputs, "saved_mask_area": area,
         "saved_mask_iou_vs_grabcut_gt": round(float(iou_gt), 3),
     }
     (ARTIFACTS / "click_to_mask.json").write_text(json.dumps(report, indent=2))

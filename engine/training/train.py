@@ -429,6 +429,7 @@ def export_weights(sam: Sam, path: Path) -> Path:
              for k, v in sam.state_dict().items()}
     tmp = path.with_suffix(".tmp")
     save_file(state, str(tmp), metadata={"format": "pt", "dtype": "float16"})
+    os.chmod(tmp, 0o644)  # read by web/worker processes that may run as other users
     os.replace(tmp, path)
     return path
 

@@ -18,7 +18,7 @@ from rest_framework.views import APIView
 from . import selectors, services
 from .exports import coco_chunks
 from .model_runtime import UnknownModel, current_model_id, decoder_path
-from .models import Embedding, ExportJob
+from .models import Embedding, Image, ExportJob
 from .permissions import EXPORT_ROLES, NotAllowed, require_role
 from .serializers import (
     AnnotationCreateInput,
@@ -154,6 +154,10 @@ class ImageEmbeddingView(APIView):
         model_id = request.query_params.get("model_id") or current_model_id()
         embedding = Embedding.objects.filter(image=image, model_id=model_id).first()
         if embedding is None:
+            if image.embedding_status == Image.EmbeddingStatus.READY and model_id == current_model_id():
+                # Embedded with a model this server no longer runs: compute it again.
+                services.image_request_embedding(image=image)
+                image.embedding_status = Image.EmbeddingStatus.PENDING
             return Response(
                 {"detail": f"The embedding is not ready (status: {image.embedding_status}).",
                  "embedding_status": image.embedding_status, "embedding_error": image.embedding_error},

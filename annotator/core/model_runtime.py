@@ -19,9 +19,21 @@ class UnknownModel(LookupError):
     """A model id that this server does not serve."""
 
 
-@functools.lru_cache(maxsize=1)
 def current_model():
-    """The configured model (``engine.LoadedModel``), on the GPU when one is present."""
+    """The configured model (``engine.LoadedModel``), on the GPU when one is present.
+
+    Reloaded when its weights file changes (a new model version installed in place), so
+    that a long-running worker never embeds with a model the web server no longer serves.
+    """
+    loaded = _load_model()
+    if loaded.model_id != current_model_id():
+        _load_model.cache_clear()
+        loaded = _load_model()
+    return loaded
+
+
+@functools.lru_cache(maxsize=1)
+def _load_model():
     import torch
 
     import engine
@@ -44,7 +56,7 @@ def current_model_id() -> str:
         from engine.identity import DEFAULT_WEIGHTS
 
         if not DEFAULT_WEIGHTS.exists():
-            return current_model().model_id  # raises the loader's clear error
+            return _load_model().model_id  # raises the loader's clear error
     return model_id_for(settings.ANNOTATOR_MODEL_NAME, settings.ANNOTATOR_MODEL_CHECKPOINT)
 
 

@@ -162,6 +162,13 @@ def images_upload(*, project: Project, files: list[tuple[str, bytes]], user) -> 
     return created
 
 
+def image_request_embedding(*, image: Image) -> None:
+    """Mark an image pending and queue its embedding with the current model."""
+    with transaction.atomic():
+        Image.objects.filter(pk=image.pk).update(embedding_status=Image.EmbeddingStatus.PENDING, embedding_error="")
+        transaction.on_commit(lambda: _enqueue_embeddings([image.pk]))
+
+
 def _enqueue_embeddings(image_ids: list[int]) -> None:
     from .tasks import embed_image
 

@@ -237,3 +237,21 @@ def test_deleting_a_project_deletes_its_labelled_masks(user):
     # ...but the whole project can.
     project.delete()
     assert not Project.objects.exists() and not Annotation.objects.exists()
+
+
+def test_an_embedding_of_a_replaced_model_is_recomputed(api_client, user, monkeypatch,
+                                                        django_capture_on_commit_callbacks):
+    project = project_with_photos(user=user)
+    image = project.images.get()
+    services.embedding_compute(image=image)
+    Embedding.objects.filter(image=image).update(model_id="default-oldoldoldold")
+    queued = []
+    monkeypatch.setattr(services, "_enqueue_embeddings", queued.extend)
+    with django_capture_on_commit_callbacks(execute=True):
+        res = api_client.get(f"/api/images/{image.pk}/embedding")
+    assert res.status_code == 409 and res.json()["embedding_status"] == "pending"
+    assert queued == [image.pk]
+    image.refresh_from_db()
+    assert image.embedding_status == "pending"
+    services.embedding_compute(image=image)
+    assert api_client.get(f"/api/images/{image.pk}/embedding").status_code == 200

@@ -140,7 +140,8 @@ class RandomWalkerSegmenter:
 
     Positive clicks seed the object, negative clicks the background; while there is no
     negative click the image border seeds the background (objects are assumed not to
-    fill the frame). Runs on the image downscaled to ``max_side`` for speed; each seed is
+    fill the frame). Runs on the image downscaled to ``max_side`` for speed, with the
+    direct solver (``mode="bf"``: conjugate gradients stalled on some GrabCut images); each seed is
     a disc of ``radius`` pixels at that scale.
     """
 
@@ -169,7 +170,7 @@ class RandomWalkerSegmenter:
             seeds[(xx - cx) ** 2 + (yy - cy) ** 2 <= self.radius ** 2] = 1 if c.is_positive else 2
         if not (seeds == 1).any():
             return np.zeros(self.size, bool)
-        labels = random_walker(self.small, seeds, beta=self.beta, mode="cg_j", channel_axis=-1, tol=1e-3)
+        labels = random_walker(self.small, seeds, beta=self.beta, mode="bf", channel_axis=-1)
         small = Image.fromarray(((labels == 1) * 255).astype(np.uint8))
         return np.asarray(small.resize((self.size[1], self.size[0]), Image.BILINEAR)) > 127
 

@@ -138,9 +138,8 @@ class SamSegmenter:
 class RandomWalkerSegmenter:
     """Classical baseline: scikit-image's random walker (Grady, 2006) seeded by the clicks.
 
-    Positive clicks seed the object, negative clicks the background; while there is no
-    negative click the image border seeds the background (objects are assumed not to
-    fill the frame). Runs on the image downscaled to ``max_side`` for speed, with the
+    Positive clicks seed the object, negative clicks and the image border the background
+    (objects are assumed not to fill the frame). Runs on the image downscaled to ``max_side`` for speed, with the
     direct solver (``mode="bf"``: conjugate gradients stalled on some GrabCut images); each seed is
     a disc of ``radius`` pixels at that scale.
     """
@@ -162,8 +161,9 @@ class RandomWalkerSegmenter:
 
         sh, sw = self.small.shape[:2]
         seeds = np.zeros((sh, sw), np.int32)
-        if not any(not c.is_positive for c in clicks):
-            seeds[0, :] = seeds[-1, :] = seeds[:, 0] = seeds[:, -1] = 2
+        # The image border always seeds the background (dropping it at the first negative
+        # click made the curve dip); positive clicks on the border override it below.
+        seeds[0, :] = seeds[-1, :] = seeds[:, 0] = seeds[:, -1] = 2
         yy, xx = np.mgrid[0:sh, 0:sw]
         for c in clicks:
             cx, cy = (c.x + 0.5) * self.scale - 0.5, (c.y + 0.5) * self.scale - 0.5

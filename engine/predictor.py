@@ -63,8 +63,13 @@ def resized_shape(height: int, width: int, long_side: int = IMAGE_SIZE) -> tuple
 
 
 def coords_to_1024(coords: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Nx2 pixel (x, y) -> Nx2 (x, y) in the 1024 frame (scale = 1024 / max(H, W))."""
-    return ResizeLongestSide(IMAGE_SIZE).apply_coords(np.asarray(coords, dtype=np.float64), (height, width))
+    """Nx2 pixel (x, y) -> Nx2 (x, y) in the 1024 frame.
+
+    One scale for both axes, ``1024 / max(H, W)``, as the decoder contract says and the
+    browser computes it. (segment-anything's ``ResizeLongestSide.apply_coords`` scales each
+    axis by its rounded resized length instead; the two differ by under a pixel.)
+    """
+    return np.asarray(coords, dtype=np.float64) * (IMAGE_SIZE / max(height, width))
 
 
 def preprocess(sam: Sam, image: np.ndarray) -> torch.Tensor:

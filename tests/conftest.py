@@ -16,6 +16,16 @@ from tests.factories import UserFactory
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def pytest_sessionfinish(session, exitstatus):
+    """Remove the temp media/var dirs that annotator.settings_test made for this session."""
+    import shutil
+
+    for key in ("MEDIA_ROOT", "ANNOTATOR_VAR_DIR"):
+        path = os.environ.get(key, "")
+        if Path(path).name.startswith(("annotator-test-media-", "annotator-test-var-")):
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def _test_database_url() -> str:
     s = connection.settings_dict
     if "sqlite" in s["ENGINE"]:

@@ -12,6 +12,7 @@ from rest_framework import status
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.exceptions import ValidationError as DRFValidationError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -35,6 +36,22 @@ from .serializers import (
 )
 
 LONG_PRIVATE_CACHE = "private, max-age=31536000, immutable"
+
+
+class BinaryRenderer(BaseRenderer):
+    """Lets clients ask for ``application/octet-stream`` (the views return file responses
+    themselves; this only takes part in content negotiation)."""
+
+    media_type = "application/octet-stream"
+    format = "bin"
+    charset = None
+    render_style = "binary"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return data
+
+
+BINARY_RENDERERS = [JSONRenderer, BinaryRenderer]
 
 
 def _service_call(fn, **kwargs):
@@ -61,6 +78,8 @@ class ModelListView(APIView):
 
 
 class DecoderView(APIView):
+    renderer_classes = BINARY_RENDERERS
+
     @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
     def get(self, request, model_id: str):
         quantized = request.query_params.get("quantized") in ("1", "true")
@@ -132,6 +151,8 @@ class ImageDetailView(APIView):
 
 
 class ImageFileView(APIView):
+    renderer_classes = BINARY_RENDERERS
+
     @extend_schema(responses={(200, "image/*"): OpenApiTypes.BINARY})
     def get(self, request, image_id: int):
         image = selectors.image_get(user=request.user, image_id=image_id)
@@ -148,6 +169,8 @@ class ImageFileView(APIView):
 
 
 class ImageEmbeddingView(APIView):
+    renderer_classes = BINARY_RENDERERS
+
     @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, 409: OpenApiTypes.OBJECT})
     def get(self, request, image_id: int):
         image = selectors.image_get(user=request.user, image_id=image_id)
@@ -263,6 +286,8 @@ class ExportDetailView(APIView):
 
 
 class ExportDownloadView(APIView):
+    renderer_classes = BINARY_RENDERERS
+
     @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, 409: OpenApiTypes.OBJECT})
     def get(self, request, export_id: int):
         job = selectors.export_get(user=request.user, export_id=export_id)

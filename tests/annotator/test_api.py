@@ -87,7 +87,7 @@ def test_embedding_pending_then_binary_fp16_with_etag(api_client, user):
     services.embedding_compute(image=image)
     services.embedding_compute(image=image)  # idempotent
     assert Embedding.objects.filter(image=image).count() == 1
-    res = api_client.get(url)
+    res = api_client.get(url, HTTP_ACCEPT="application/octet-stream")
     assert res.status_code == 200
     data = b"".join(res.streaming_content)
     assert len(data) == 256 * 64 * 64 * 2

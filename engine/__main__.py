@@ -22,7 +22,7 @@ def cmd_evaluate(args) -> int:
         items = items[: args.limit]
     methods = []
     if not args.baseline_only:
-        methods.append(SamSegmenter(_model(args)))
+        methods.append(SamSegmenter(_model(args), multimask_always=args.multimask_always))
     if args.baseline or args.baseline_only:
         methods.append(RandomWalkerSegmenter())
     results = evaluate(methods, items, max_clicks=args.max_clicks, progress=not args.quiet)
@@ -90,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--no-baseline", dest="baseline", action="store_false", help="skip the random-walker baseline")
     g.add_argument("--baseline-only", action="store_true")
     e.add_argument("--quiet", action="store_true")
+    e.add_argument("--multimask-always", action="store_true",
+                   help="diagnostic: pick the best-predicted multimask candidate at every click "
+                        "instead of SAM's single-mask output for more than one click")
     e.set_defaults(func=cmd_evaluate, baseline=True)
 
     m = sub.add_parser("embed", help="embed one image (1x256x64x64)")

@@ -112,9 +112,10 @@ class SamSegmenter:
     clicks -> the single-mask output (index 0); the chosen candidate's low-res logits are
     fed back as ``mask_input`` for the next click (Kirillov et al., 2023, §3 and App. A)."""
 
-    def __init__(self, model) -> None:
+    def __init__(self, model, multimask_always: bool = False) -> None:
         self.model = model
-        self.name = model.model_id if hasattr(model, "model_id") else "sam"
+        self.multimask_always = multimask_always  # diagnostic: best-predicted candidate at every click
+        self.name = (model.model_id if hasattr(model, "model_id") else "sam") + ("-multimask" if multimask_always else "")
 
     def start(self, image: np.ndarray) -> None:
         from .predictor import embed
@@ -130,7 +131,8 @@ class SamSegmenter:
         labels = np.array([1.0 if c.is_positive else 0.0 for c in clicks])
         out = predict(self.model, self.embedding, self.size, point_coords=coords, point_labels=labels,
                       mask_input=self.low_res)
-        idx = int(np.argmax(out["iou_predictions"][1:]) + 1) if len(clicks) == 1 else 0
+        single = len(clicks) > 1 and not self.multimask_always
+        idx = 0 if single else int(np.argmax(out["iou_predictions"][1:]) + 1)
         self.low_res = out["low_res_masks"][idx][None, None]
         return out["masks"][idx] > 0
 

@@ -3,6 +3,10 @@
 from django.urls import reverse
 from rest_framework import serializers
 
+# Bounds that keep client numbers inside the database's integer columns.
+MAX_ID = 2**62
+MAX_ACTIVE_MS = 24 * 3600 * 1000  # a day of active work on one mask is already absurd
+
 from .models import Annotation, Category, ExportJob, Image, Project
 
 
@@ -19,29 +23,30 @@ class RLEField(serializers.JSONField):
 
 class PromptsInput(serializers.Serializer):
     point_coords = serializers.ListField(child=serializers.ListField(child=serializers.FloatField(), min_length=2, max_length=2), required=False, default=list, max_length=500)
-    point_labels = serializers.ListField(child=serializers.IntegerField(), required=False, default=list, max_length=500)
+    point_labels = serializers.ListField(child=serializers.IntegerField(min_value=0, max_value=1), required=False, default=list, max_length=500)
     box = serializers.ListField(child=serializers.FloatField(), min_length=4, max_length=4, required=False, allow_null=True, default=None)
 
 
 class AnnotationCreateInput(serializers.Serializer):
-    category = serializers.IntegerField(required=False, allow_null=True, default=None)
+    category = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=1, max_value=MAX_ID)
     segmentation = RLEField()
     prompts = PromptsInput(required=False, default=dict)
     predicted_iou = serializers.FloatField(required=False, allow_null=True, default=None, min_value=-1, max_value=2)
     candidate_index = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=0, max_value=3)
     model_id = serializers.CharField(required=False, allow_blank=True, default="", max_length=100)
-    active_ms = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=0)
+    active_ms = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=0,
+                                         max_value=MAX_ACTIVE_MS)
 
 
 class AnnotationUpdateInput(serializers.Serializer):
-    version = serializers.IntegerField(min_value=1)
-    category = serializers.IntegerField(required=False, allow_null=True)
+    version = serializers.IntegerField(min_value=1, max_value=MAX_ID)
+    category = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=MAX_ID)
     segmentation = RLEField(required=False)
     prompts = PromptsInput(required=False)
     predicted_iou = serializers.FloatField(required=False, allow_null=True)
     candidate_index = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=3)
     review_status = serializers.ChoiceField(choices=Annotation.ReviewStatus.choices, required=False)
-    active_ms = serializers.IntegerField(required=False, allow_null=True, min_value=0)
+    active_ms = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=MAX_ACTIVE_MS)
 
 
 class ExportCreateInput(serializers.Serializer):

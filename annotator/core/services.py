@@ -115,7 +115,9 @@ def _check_image(name: str, data: bytes) -> _CheckedImage:
         raise
     except PILImage.DecompressionBombError as exc:
         raise ValueError(f"the image is too large to decode safely ({exc})") from exc
-    except (PILImage.UnidentifiedImageError, OSError, SyntaxError) as exc:
+    except PILImage.UnidentifiedImageError as exc:
+        raise ValueError("not a readable image (not a recognised image format)") from exc
+    except (OSError, SyntaxError) as exc:
         raise ValueError(f"not a readable image ({exc})") from exc
 
 
@@ -324,6 +326,8 @@ def annotation_update(*, annotation_id: int, user, version: int, segmentation: A
     annotation = Annotation.objects.select_for_update().select_related("image").get(pk=annotation_id)
     if annotation.version != version:
         raise VersionConflict(annotation)
+    if all(v is _UNSET for v in (segmentation, category, prompts, predicted_iou, candidate_index)):
+        return annotation  # nothing to change: keep the version, so nobody else gets a 409 for nothing
     counts = {"positive": 0, "negative": 0, "boxes": 0}
     if segmentation is not _UNSET:
         annotation.rle, annotation.bbox, annotation.area = _clean_mask(segmentation, annotation.image)

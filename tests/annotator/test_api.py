@@ -53,7 +53,7 @@ def test_upload_many_photos_stores_sizes_and_pending_status(api_client, user):
 
 @pytest.mark.parametrize("name,data,message", [
     ("empty.jpg", b"", "empty"),
-    ("text.jpg", b"this is not an image at all", "not a readable image"),
+    ("text.jpg", b"this is not an image at all", "not a recognised image format"),
     ("truncated.jpg", grabcut_photo("124080.jpg")[1][:5000], "not a readable image"),
 ])
 def test_bad_upload_is_refused_whole_with_a_clear_error(api_client, user, name, data, message):
@@ -140,6 +140,11 @@ def test_annotation_create_validates_rle_and_prompts(api_client, user):
     broken = dict(body, segmentation={"size": [image.height, image.width], "counts": "abc"})
     res = api_client.post(f"/api/images/{image.pk}/annotations/", broken, format="json")
     assert res.status_code == 400 and "segmentation" in res.json()
+    huge = dict(body, active_ms=10**30)
+    res = api_client.post(f"/api/images/{image.pk}/annotations/", huge, format="json")
+    assert res.status_code == 400 and "active_ms" in res.json()
+    res = api_client.post(f"/api/images/{image.pk}/annotations/", dict(body, category=2**63), format="json")
+    assert res.status_code == 400 and "category" in res.json()
     outside = dict(body, prompts={"point_coords": [[5000, 10]], "point_labels": [1]})
     res = api_client.post(f"/api/images/{image.pk}/annotations/", outside, format="json")
     assert res.status_code == 400 and "outside" in res.json()["prompts"][0]
@@ -162,6 +167,8 @@ def test_stale_edit_gets_409_with_the_current_version(api_client, user):
     url = f"/api/annotations/{ann.pk}/"
     first = api_client.patch(url, {"version": 1, "category": project.categories.first().pk}, format="json")
     assert first.status_code == 200 and first.json()["version"] == 2
+    noop = api_client.patch(url, {"version": 2}, format="json")
+    assert noop.status_code == 200 and noop.json()["version"] == 2  # nothing changed, no new version
     stale = api_client.patch(url, {"version": 1, "category": None}, format="json")
     assert stale.status_code == 409
     assert stale.json()["current"]["version"] == 2

@@ -326,7 +326,7 @@ def annotation_update(*, annotation_id: int, user, version: int, segmentation: A
     annotation = Annotation.objects.select_for_update().select_related("image").get(pk=annotation_id)
     if annotation.version != version:
         raise VersionConflict(annotation)
-    if all(v is _UNSET for v in (segmentation, category, prompts, predicted_iou, candidate_index)):
+    if all(v is _UNSET for v in (segmentation, category, prompts, predicted_iou, candidate_index, review_status)):
         return annotation  # nothing to change: keep the version, so nobody else gets a 409 for nothing
     counts = {"positive": 0, "negative": 0, "boxes": 0}
     if segmentation is not _UNSET:

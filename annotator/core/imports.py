@@ -94,7 +94,7 @@ def _map_categories(project: Project, entries: list[Any], report: ImportReport) 
     for entry in entries:
         if not isinstance(entry, dict) or "id" not in entry:
             continue
-        name = str(entry.get("name") or entry["id"]).strip()[:100]
+        name = str(entry.get("name") or "").strip()[:100] or f"category {entry['id']}"
         if name not in ours:
             ours[name] = Category.objects.create(project=project, name=name,
                                                  color=PALETTE[len(ours) % len(PALETTE)]).pk

@@ -440,6 +440,11 @@ export class AnnotateApp {
       await deleteAnnotation(id);
       this.store.set((s) => ({ saved: s.saved.filter((x) => x.annotation.id !== id), message: { kind: 'info', text: `Deleted annotation #${id}.` } }));
     } catch (e) {
+      if (e instanceof ApiError && e.status === 404) {
+        // Already gone on the server (deleted elsewhere): stop showing it.
+        this.store.set((s) => ({ saved: s.saved.filter((x) => x.annotation.id !== id), message: { kind: 'info', text: `Annotation #${id} was already deleted (elsewhere).` } }));
+        return;
+      }
       this.store.set({ message: { kind: 'error', text: `Delete failed: ${errorText(e)}` } });
     }
   }

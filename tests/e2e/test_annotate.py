@@ -427,6 +427,19 @@ def test_prompt_editing_status_and_navigation(app_server, celery_worker_process)
             assert _attr(page, "#mask-canvas", "data-candidate") in ("1", "2", "3")
             page.screenshot(path=str(ARTIFACTS / "box_prompt.png"))
 
+            # Save it, then someone else deletes it: the x button clears it here too (no stale row).
+            page.keyboard.press("Enter")
+            page.wait_for_function("document.querySelectorAll('#annotation-list li[data-annotation-id]').length === 1")
+            from annotator.core.models import Annotation
+
+            # ORM calls leave Playwright's event-loop thread, as set_ready_later does.
+            deleter = threading.Thread(target=lambda: Annotation.objects.filter(image=first).delete())
+            deleter.start()
+            deleter.join()
+            page.locator("#annotation-list li[data-annotation-id] button[title='Delete annotation']").click()
+            page.wait_for_function("document.querySelectorAll('#annotation-list li[data-annotation-id]').length === 0")
+            assert "already deleted" in page.locator("#status-message").inner_text()
+
             # N: the next image's embedding was prefetched before the key was pressed.
             pressed = time.monotonic()
             assert any(f"/images/{second.pk}/embedding" in u and at < pressed for at, u in embedding_requests), embedding_requests

@@ -195,7 +195,7 @@ export class AnnotateApp {
     const token = ++this.navToken;
     const stale = (): boolean => token !== this.navToken;
     this.active.reset();
-    this.store.set({ steps: [], dragBox: null, embedding: { phase: 'loading', detail: '' }, message: null });
+    this.store.set({ steps: [], dragBox: null, embedding: { phase: 'loading', detail: '' }, imageError: null, message: null });
     let info: ImageInfo;
     let picture: HTMLImageElement;
     let annotations: Annotation[];
@@ -203,7 +203,10 @@ export class AnnotateApp {
       info = await getImage(imageId);
       [picture, annotations] = await Promise.all([loadPicture(imageFileUrl(info)), listAnnotations(imageId)]);
     } catch (e) {
-      if (!stale()) this.store.set({ embedding: { phase: 'failed', detail: '' }, message: { kind: 'error', text: `Cannot open image ${imageId}: ${errorText(e)}` } });
+      if (!stale()) {
+        const text = `Cannot open image ${imageId}: ${errorText(e)}`;
+        this.store.set({ embedding: { phase: 'failed', detail: '' }, imageError: text, message: { kind: 'error', text } });
+      }
       return;
     }
     if (stale()) return;

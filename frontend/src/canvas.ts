@@ -76,7 +76,7 @@ export class CanvasView {
     if (s.saved !== prev.saved || s.project !== prev.project || s.picture !== prev.picture) this.drawSaved(s);
     if (s.steps !== prev.steps || s.picture !== prev.picture) this.drawMask(s);
     if (s.steps !== prev.steps || s.dragBox !== prev.dragBox || s.picture !== prev.picture) this.drawPrompts(s);
-    if (s.decoder !== prev.decoder || s.embedding !== prev.embedding) this.drawBanner(s);
+    if (s.decoder !== prev.decoder || s.embedding !== prev.embedding || s.imageError !== prev.imageError) this.drawBanner(s);
   }
 
   private drawBanner(s: AnnotateState): void {
@@ -84,7 +84,8 @@ export class CanvasView {
     const e = s.embedding;
     let text = '';
     let kind = 'wait';
-    if (e.phase === 'failed') [text, kind] = [`Embedding failed ${e.detail}`.trim(), 'error'];
+    if (s.imageError) [text, kind] = [s.imageError, 'error'];
+    else if (e.phase === 'failed') [text, kind] = [`Embedding failed ${e.detail}`.trim(), 'error'];
     else if (d.phase === 'failed') [text, kind] = [`Decoder failed: ${d.detail}`, 'error'];
     else if (e.phase === 'pending') text = `Computing this image's embedding on the server… ${e.detail}`;
     else if (d.phase === 'loading' || d.phase === 'idle') text = 'Loading the decoder…';

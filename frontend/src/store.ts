@@ -37,6 +37,8 @@ export interface AnnotateState {
   picture: HTMLImageElement | null;
   decoder: { phase: Phase; detail: string };
   embedding: { phase: Phase; detail: string };
+  /** Why the current image could not be opened at all (e.g. it does not exist), or null. */
+  imageError: string | null;
   steps: Step[];
   /** Rubber band while dragging a box (image pixels). */
   dragBox: Box | null;
@@ -53,6 +55,7 @@ export const initialState: AnnotateState = {
   picture: null,
   decoder: { phase: 'idle', detail: '' },
   embedding: { phase: 'idle', detail: '' },
+  imageError: null,
   steps: [],
   dragBox: null,
   categoryId: null,

@@ -458,5 +458,12 @@ def test_prompt_editing_status_and_navigation(app_server, celery_worker_process)
             page.screenshot(path=str(ARTIFACTS / "status_failed.png"))
             page.keyboard.press("p")
             page.wait_for_function(f"window.__samDebug.imageId() === {second.pk} && window.__samReady === true")
+
+            # An image that does not exist says so, not "embedding failed".
+            page.goto(f"{app_server}/projects/{project.pk}/annotate/?image=999999")
+            page.wait_for_function("document.getElementById('stage-banner').textContent.includes('Cannot open')")
+            banner = page.locator("#stage-banner").inner_text()
+            assert "Cannot open image 999999" in banner and "No such image" in banner and "Embedding" not in banner
+            page.screenshot(path=str(ARTIFACTS / "image_missing.png"))
         finally:
             browser.close()

@@ -68,6 +68,18 @@ def _etag_matches(request, etag: str) -> bool:
     return etag in [t.strip() for t in header.split(",")] or header.strip() == "*"
 
 
+def _immutable_file_response(request, etag: str, open_file, content_type: str):
+    """304 when the client holds ``etag``, else the file; either way with the strong ETag and
+    long private caching (content under one URL never changes: its ETag is its hash)."""
+    if _etag_matches(request, etag):
+        response = HttpResponseNotModified()
+    else:
+        response = FileResponse(open_file(), content_type=content_type)
+    response["ETag"] = etag
+    response["Cache-Control"] = LONG_PRIVATE_CACHE
+    return response
+
+
 class ModelListView(APIView):
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request):
@@ -89,13 +101,7 @@ class DecoderView(APIView):
             raise Http404("This server does not serve that model.")
         stat = path.stat()
         etag = f'"{model_id}-{"q" if quantized else "f"}-{stat.st_size}-{int(stat.st_mtime)}"'
-        if _etag_matches(request, etag):
-            response = HttpResponseNotModified()
-        else:
-            response = FileResponse(open(path, "rb"), content_type="application/octet-stream")
-        response["ETag"] = etag
-        response["Cache-Control"] = LONG_PRIVATE_CACHE
-        return response
+        return _immutable_file_response(request, etag, lambda: open(path, "rb"), "application/octet-stream")
 
 
 class ProjectListView(APIView):
@@ -158,14 +164,7 @@ class ImageFileView(APIView):
         image = selectors.image_get(user=request.user, image_id=image_id)
         source = image.display_file if image.display_file else image.file
         content_type = mimetypes.guess_type(source.name)[0] or "application/octet-stream"
-        etag = f'"{image.checksum}"'
-        if _etag_matches(request, etag):
-            response = HttpResponseNotModified()
-        else:
-            response = FileResponse(source.open("rb"), content_type=content_type)
-        response["ETag"] = etag
-        response["Cache-Control"] = LONG_PRIVATE_CACHE
-        return response
+        return _immutable_file_response(request, f'"{image.checksum}"', lambda: source.open("rb"), content_type)
 
 
 class ImageEmbeddingView(APIView):
@@ -186,13 +185,8 @@ class ImageEmbeddingView(APIView):
                  "embedding_status": image.embedding_status, "embedding_error": image.embedding_error},
                 status=status.HTTP_409_CONFLICT,
             )
-        etag = f'"{embedding.sha256}"'
-        if _etag_matches(request, etag):
-            response = HttpResponseNotModified()
-        else:
-            response = FileResponse(embedding.file.open("rb"), content_type="application/octet-stream")
-        response["ETag"] = etag
-        response["Cache-Control"] = LONG_PRIVATE_CACHE
+        response = _immutable_file_response(request, f'"{embedding.sha256}"', lambda: embedding.file.open("rb"),
+                                            "application/octet-stream")
         response["X-Model-Id"] = embedding.model_id
         response["X-Embedding-Shape"] = ",".join(str(v) for v in embedding.shape)
         response["X-Embedding-Dtype"] = embedding.dtype

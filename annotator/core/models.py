@@ -9,6 +9,12 @@ class Project(models.Model):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="projects")
+    prefill_enabled = models.BooleanField(
+        default=True, help_text="generate pre-fill proposals for each image once its embedding exists"
+    )
+    automatic_params = models.JSONField(
+        default=dict, blank=True, help_text="overrides of engine.AutomaticMaskParams for this project's proposals"
+    )
 
     def __str__(self) -> str:
         return self.name
@@ -48,6 +54,13 @@ class Image(models.Model):
         READY = "ready"
         FAILED = "failed"
 
+    class ProposalsStatus(models.TextChoices):
+        NONE = "none"
+        PENDING = "pending"
+        RUNNING = "running"
+        READY = "ready"
+        FAILED = "failed"
+
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="images")
     file = models.FileField(upload_to="images/%Y/%m/")
     # The photo as the user sees it (EXIF orientation applied), when that differs from `file`.
@@ -60,6 +73,11 @@ class Image(models.Model):
         max_length=10, choices=EmbeddingStatus.choices, default=EmbeddingStatus.PENDING
     )
     embedding_error = models.TextField(blank=True)
+    proposals_status = models.CharField(
+        max_length=10, choices=ProposalsStatus.choices, default=ProposalsStatus.NONE,
+        help_text="automatic mask generation for this image (semi-automatic mode)",
+    )
+    proposals_error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -119,6 +137,51 @@ class Annotation(models.Model):
         indexes = [models.Index(fields=["image", "review_status"])]
 
 
+class Proposal(models.Model):
+    """A pre-fill mask the model proposed (or a file imported as proposals), awaiting a person.
+
+    Kept apart from annotations (SAM paper §4, stage 2): accepting one creates an
+    ``Annotation`` with origin ``prefill_accepted`` (as proposed) or ``prefill_edited``
+    (changed first); rejecting it keeps the row, so acceptance rates can be measured.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        ACCEPTED = "accepted"
+        EDITED = "edited"
+        REJECTED = "rejected"
+
+    class Source(models.TextChoices):
+        AUTOMATIC = "automatic"
+        IMPORTED = "imported"
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="proposals")
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.AUTOMATIC)
+    model_id = models.CharField(max_length=100, blank=True)
+    category = models.ForeignKey(Category, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    rle = models.JSONField(help_text='COCO compressed RLE {"size": [H, W], "counts": str}')
+    bbox = models.JSONField(help_text="XYWH in pixels of the EXIF-corrected image")
+    area = models.PositiveIntegerField(help_text="decoded pixel count")
+    predicted_iou = models.FloatField(null=True, blank=True)
+    stability_score = models.FloatField(null=True, blank=True)
+    point_coords = models.JSONField(default=list, blank=True, help_text="[[x, y]] image pixels of the prompt")
+    crop_box = models.JSONField(null=True, blank=True, help_text="XYWH of the crop the mask came from")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    annotation = models.ForeignKey(
+        "Annotation", on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+        help_text="the annotation made by accepting this proposal",
+    )
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-predicted_iou", "id"]
+        indexes = [models.Index(fields=["image", "status"])]
+
+
 class AnnotationEvent(models.Model):
     """One unit of annotation work, for throughput statistics (SAM paper §4: seconds per mask)."""
 
@@ -126,8 +189,9 @@ class AnnotationEvent(models.Model):
         CREATE = "create"
         EDIT = "edit"
         DELETE = "delete"
+        PROPOSAL_REJECT = "proposal_reject"
 
-    kind = models.CharField(max_length=10, choices=Kind.choices)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
     image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="+")

@@ -61,6 +61,13 @@ class Image(models.Model):
         READY = "ready"
         FAILED = "failed"
 
+    class WorkStatus(models.TextChoices):
+        NEW = "new"
+        IN_PROGRESS = "in_progress"
+        DONE = "done"
+        REVIEWED = "reviewed"
+        REJECTED = "rejected"
+
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="images")
     file = models.FileField(upload_to="images/%Y/%m/")
     # The photo as the user sees it (EXIF orientation applied), when that differs from `file`.
@@ -73,6 +80,15 @@ class Image(models.Model):
         max_length=10, choices=EmbeddingStatus.choices, default=EmbeddingStatus.PENDING
     )
     embedding_error = models.TextField(blank=True)
+    # Work queue (issue 5): who works on it now (a lease), who should, and where it stands.
+    status = models.CharField(max_length=12, choices=WorkStatus.choices, default=WorkStatus.NEW)
+    assignee = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                                 related_name="+", help_text="set by a manager; none = open to every annotator")
+    lease_holder = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                                     related_name="+")
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    done_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                                related_name="+", help_text="the annotator who marked it done (a rejection goes back to them)")
     proposals_status = models.CharField(
         max_length=10, choices=ProposalsStatus.choices, default=ProposalsStatus.NONE,
         help_text="automatic mask generation for this image (semi-automatic mode)",
@@ -83,7 +99,7 @@ class Image(models.Model):
 
     class Meta:
         ordering = ["id"]
-        indexes = [models.Index(fields=["project", "embedding_status"])]
+        indexes = [models.Index(fields=["project", "embedding_status"]), models.Index(fields=["project", "status"])]
 
     def __str__(self) -> str:
         return self.file_name
@@ -129,6 +145,10 @@ class Annotation(models.Model):
     iscrowd = models.BooleanField(default=False, help_text="a COCO crowd region (imported); exported with iscrowd 1")
     author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     version = models.PositiveIntegerField(default=1, help_text="incremented on every edit (optimistic locking)")
+    review_comment = models.TextField(blank=True, help_text="the reviewer's reason, shown to the annotator")
+    reviewed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                                    related_name="+")
+    reviewed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -182,6 +202,26 @@ class Proposal(models.Model):
         indexes = [models.Index(fields=["image", "status"])]
 
 
+class ImageReview(models.Model):
+    """A reviewer's verdict on a done image; a rejection sends the image back to its annotator
+    with ``comment`` (the history stays: one row per review)."""
+
+    class Decision(models.TextChoices):
+        APPROVED = "approved"
+        REJECTED = "rejected"
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="reviews")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    decision = models.CharField(max_length=10, choices=Decision.choices)
+    comment = models.TextField(blank=True)
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                                  related_name="+", help_text="who had marked the image done")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+
 class AnnotationEvent(models.Model):
     """One unit of annotation work, for throughput statistics (SAM paper §4: seconds per mask)."""
 
@@ -190,6 +230,8 @@ class AnnotationEvent(models.Model):
         EDIT = "edit"
         DELETE = "delete"
         PROPOSAL_REJECT = "proposal_reject"
+        REVIEW_APPROVE = "review_approve"
+        REVIEW_REJECT = "review_reject"
 
     kind = models.CharField(max_length=20, choices=Kind.choices)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
@@ -202,7 +244,10 @@ class AnnotationEvent(models.Model):
     negative_clicks = models.PositiveIntegerField(default=0)
     boxes = models.PositiveIntegerField(default=0)
     candidate_index = models.SmallIntegerField(null=True)
-    active_ms = models.PositiveIntegerField(null=True, help_text="browser-measured active time")
+    active_ms = models.PositiveIntegerField(
+        null=True, help_text="browser-measured active time: first prompt to save, idle gaps over 30 s removed")
+    mask_author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                                    related_name="+", help_text="for review events: who made the reviewed mask")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import api
+from . import api, api_prefill
 
 urlpatterns = [
     path("models/", api.ModelListView.as_view(), name="api-models"),
@@ -18,4 +18,14 @@ urlpatterns = [
     path("images/<int:image_id>/embedding", api.ImageEmbeddingView.as_view(), name="api-image-embedding"),
     path("images/<int:image_id>/annotations/", api.ImageAnnotationsView.as_view(), name="api-image-annotations"),
     path("annotations/<int:annotation_id>/", api.AnnotationDetailView.as_view(), name="api-annotation"),
+    # Semi-automatic mode (pre-fill proposals)
+    path("projects/<int:project_id>/prefill", api_prefill.ProjectPrefillView.as_view(), name="api-project-prefill"),
+    path("projects/<int:project_id>/prefill/run", api_prefill.ProjectPrefillRunView.as_view(),
+         name="api-project-prefill-run"),
+    path("images/<int:image_id>/proposals/", api_prefill.ImageProposalsView.as_view(), name="api-image-proposals"),
+    path("images/<int:image_id>/proposals/accept", api_prefill.ImageProposalsAcceptView.as_view(),
+         name="api-image-proposals-accept"),
+    path("proposals/<int:proposal_id>/", api_prefill.ProposalDetailView.as_view(), name="api-proposal"),
+    path("proposals/<int:proposal_id>/accept", api_prefill.ProposalAcceptView.as_view(), name="api-proposal-accept"),
+    path("proposals/<int:proposal_id>/reject", api_prefill.ProposalRejectView.as_view(), name="api-proposal-reject"),
 ]

@@ -68,3 +68,40 @@ def export_get(*, user, export_id: int) -> ExportJob:
 
 def exports_for_project(*, project: Project) -> QuerySet[ExportJob]:
     return ExportJob.objects.filter(project=project).select_related("created_by").order_by("-id")
+
+
+def proposal_get(*, user, proposal_id: int) -> "Proposal":
+    """A pre-fill proposal of a project the user belongs to (404 otherwise)."""
+    from .models import Proposal
+
+    qs = Proposal.objects.select_related("image", "image__project", "decided_by")
+    if not user.is_superuser:
+        qs = qs.filter(image__project__members=user)
+    try:
+        return qs.get(pk=proposal_id)
+    except Proposal.DoesNotExist:
+        raise Http404("No such proposal.")
+
+
+def proposals_for_image(*, image: Image, status: str | None = "pending") -> "QuerySet":
+    """An image's proposals, best predicted IoU first; ``status`` None = all of them."""
+    qs = image.proposals.select_related("decided_by").order_by("-predicted_iou", "id")
+    return qs if status is None else qs.filter(status=status)
+
+
+def prefill_summary(*, project: Project) -> dict:
+    """Pre-fill progress and outcome counts of a project: images by proposal status,
+    proposals by decision, annotations by origin."""
+    from .models import Proposal
+
+    images = dict(Image.objects.filter(project=project).values_list("proposals_status")
+                  .annotate(n=Count("id")).values_list("proposals_status", "n"))
+    proposals = dict(Proposal.objects.filter(image__project=project).values_list("status")
+                     .annotate(n=Count("id")).values_list("status", "n"))
+    origins = dict(Annotation.objects.filter(image__project=project).values_list("origin")
+                   .annotate(n=Count("id")).values_list("origin", "n"))
+    return {
+        "images": {s: images.get(s, 0) for s in Image.ProposalsStatus.values},
+        "proposals": {s: proposals.get(s, 0) for s in Proposal.Status.values},
+        "annotations_by_origin": {s: origins.get(s, 0) for s in Annotation.Origin.values},
+    }

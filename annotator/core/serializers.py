@@ -7,7 +7,7 @@ from rest_framework import serializers
 MAX_ID = 2**62
 MAX_ACTIVE_MS = 24 * 3600 * 1000  # a day of active work on one mask is already absurd
 
-from .models import Annotation, Category, ExportJob, Image, Project
+from .models import Annotation, Category, ExportJob, Image, Project, Proposal
 
 
 # ---------------------------------------------------------------- inputs
@@ -92,7 +92,7 @@ class ImageOutput(serializers.ModelSerializer):
         model = Image
         fields = ["id", "project", "file_name", "width", "height", "checksum", "file_url",
                   "embedding_status", "embedding_error", "model_id", "embedding_url",
-                  "annotation_count", "created_at"]
+                  "annotation_count", "proposals_status", "proposals_error", "created_at"]
 
     def get_file_url(self, obj) -> str:
         return reverse("api-image-file", args=[obj.pk])
@@ -158,3 +158,51 @@ class ImportReportOutput(serializers.Serializer):
     unmatched_images = UnmatchedImageOutput(many=True)
     categories_created = serializers.ListField(child=serializers.CharField())
     area_bbox_corrected = serializers.IntegerField()
+
+
+# ---------------------------------------------------------------- pre-fill proposals
+
+class ProposalOutput(serializers.ModelSerializer):
+    segmentation = serializers.JSONField(source="rle")
+    decided_by = serializers.CharField(source="decided_by.username", read_only=True, allow_null=True, default=None)
+
+    class Meta:
+        model = Proposal
+        fields = ["id", "image", "source", "model_id", "category", "segmentation", "bbox", "area", "predicted_iou",
+                  "stability_score", "point_coords", "crop_box", "status", "annotation", "decided_by",
+                  "decided_at", "created_at"]
+
+
+class ProposalAcceptInput(serializers.Serializer):
+    category = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=MAX_ID,
+                                        help_text="default: the proposal's own category (imported proposals)")
+    segmentation = RLEField(required=False, allow_null=True, default=None,
+                            help_text="the mask after editing; omitted = accept the proposal as it is")
+    prompts = PromptsInput(required=False, allow_null=True, default=None)
+    predicted_iou = serializers.FloatField(required=False, allow_null=True, default=None, min_value=-1, max_value=2)
+    candidate_index = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=0,
+                                               max_value=3)
+    model_id = serializers.CharField(required=False, allow_blank=True, default="", max_length=100)
+    active_ms = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=0,
+                                         max_value=MAX_ACTIVE_MS)
+
+
+class ProposalRejectInput(serializers.Serializer):
+    active_ms = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=0,
+                                         max_value=MAX_ACTIVE_MS)
+
+
+class ProposalsAcceptAboveInput(serializers.Serializer):
+    min_predicted_iou = serializers.FloatField(min_value=0.0, max_value=1.0)
+    category = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=MAX_ID)
+
+
+class PrefillSettingsInput(serializers.Serializer):
+    enabled = serializers.BooleanField(required=False)
+    params = serializers.JSONField(required=False, help_text="generator parameters to change "
+                                   "(engine.AutomaticMaskParams fields)")
+
+
+class PrefillRunInput(serializers.Serializer):
+    image_ids = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=MAX_ID),
+                                      required=False, allow_null=True, default=None, max_length=100000)

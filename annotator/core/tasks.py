@@ -41,6 +41,43 @@ def embed_image(self, image_id: int) -> None:
     except Exception as exc:  # a bug or a broken model: say so on the image, keep the trace in the log
         log.exception("embed_image %s failed", image_id)
         image_mark_embedding_failed(image_id=image_id, reason=f"{type(exc).__name__}: {exc}")
+    else:
+        from .prefill import after_embedding
+
+        after_embedding(image_id=image_id)
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(OperationalError, ConnectionError, TimeoutError),
+    retry_backoff=2,
+    max_retries=5,
+)
+def generate_proposals(self, image_id: int) -> None:
+    """Pre-fill one image with automatic-mask proposals from its stored embedding
+    (idempotent: a rerun replaces the image's pending automatic proposals)."""
+    import engine
+
+    from .prefill import proposals_generate, proposals_mark_failed
+
+    image = Image.objects.select_related("project").filter(pk=image_id).first()
+    if image is None:
+        log.info("generate_proposals: image %s no longer exists", image_id)
+        return
+    try:
+        proposals_generate(image=image)
+    except engine.ImageError as exc:
+        proposals_mark_failed(image_id=image_id, reason=f"cannot decode the image: {exc}")
+    except (OperationalError, ConnectionError, TimeoutError) as exc:
+        if self.request.retries >= self.max_retries:
+            proposals_mark_failed(image_id=image_id, reason=f"gave up after retries: {exc}")
+            return
+        raise
+    except Exception as exc:  # a bug or bad parameters: say so on the image, keep the trace in the log
+        log.exception("generate_proposals %s failed", image_id)
+        proposals_mark_failed(image_id=image_id, reason=f"{type(exc).__name__}: {exc}")
 
 
 @shared_task(

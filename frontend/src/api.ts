@@ -21,6 +21,7 @@ export interface Project {
 }
 
 export type EmbeddingStatus = 'pending' | 'ready' | 'failed';
+export type ProposalsStatus = 'none' | 'pending' | 'running' | 'ready' | 'failed';
 
 export interface ImageInfo {
   id: number;
@@ -34,6 +35,9 @@ export interface ImageInfo {
   model_id: string | null;
   embedding_url: string;
   annotation_count: number;
+  /** Automatic pre-fill of this image: none (off / not yet), pending, running, ready, failed. */
+  proposals_status?: ProposalsStatus;
+  proposals_error?: string;
   next_id?: number | null;
   prev_id?: number | null;
 }
@@ -67,8 +71,38 @@ export interface Annotation extends AnnotationCreate {
   area: number;
   author: string | number | null;
   version: number;
+  origin?: 'manual' | 'prefill_accepted' | 'prefill_edited' | 'imported';
   created_at: string;
   updated_at: string;
+}
+
+/** A pre-fill mask proposed by the automatic mask generator (docs/api.md "Pre-fill"). */
+export interface Proposal {
+  id: number;
+  image: number;
+  source: 'automatic' | 'imported';
+  model_id: string;
+  category: number | null;
+  segmentation: CocoRle;
+  /** XYWH, image pixels. */
+  bbox: [number, number, number, number];
+  area: number;
+  predicted_iou: number | null;
+  stability_score: number | null;
+  /** [[x, y]]: the grid point that made it, image pixels. */
+  point_coords: [number, number][];
+  status: 'pending' | 'accepted' | 'edited' | 'rejected';
+}
+
+/** Accept as proposed (empty body) or as edited (with the edited mask and its prompts). */
+export interface ProposalAccept {
+  category?: number | null;
+  segmentation?: CocoRle;
+  prompts?: PromptsPayload;
+  predicted_iou?: number;
+  candidate_index?: number;
+  model_id?: string;
+  active_ms?: number;
 }
 
 /** Any non-2xx answer, with DRF's `{"detail": ...}` or `{"field": [msgs]}` unpacked. */
@@ -185,6 +219,14 @@ export const createAnnotation = (imageId: number, body: AnnotationCreate): Promi
   json(`images/${imageId}/annotations/`, jsonBody('POST', body));
 export const deleteAnnotation = (annotationId: number): Promise<null> =>
   json(`annotations/${annotationId}/`, { method: 'DELETE' });
+
+export const listProposals = (imageId: number): Promise<Proposal[]> => json(`images/${imageId}/proposals/`);
+export const acceptProposal = (proposalId: number, body: ProposalAccept): Promise<Annotation> =>
+  json(`proposals/${proposalId}/accept`, jsonBody('POST', body));
+export const rejectProposal = (proposalId: number, activeMs: number | null): Promise<Proposal> =>
+  json(`proposals/${proposalId}/reject`, jsonBody('POST', { active_ms: activeMs }));
+export const acceptProposalsAbove = (imageId: number, minPredictedIou: number, category: number | null | undefined): Promise<Annotation[]> =>
+  json(`images/${imageId}/proposals/accept`, jsonBody('POST', category === undefined ? { min_predicted_iou: minPredictedIou } : { min_predicted_iou: minPredictedIou, category }));
 
 /** The decoder ONNX URL of a model (what the worker fetches itself). */
 export const decoderUrl = (model: ModelInfo): string => url(model.decoder_url);

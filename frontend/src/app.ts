@@ -4,6 +4,8 @@
  * the API, and writes every outcome into the store.
  */
 import {
+  acceptProposal,
+  acceptProposalsAbove,
   ApiError,
   createAnnotation,
   decoderUrl,
@@ -15,22 +17,28 @@ import {
   listAnnotations,
   listImages,
   listModels,
+  listProposals,
+  rejectProposal,
   setApiRoot,
   type Annotation,
   type ImageInfo,
+  type Proposal,
 } from './api';
 import { CanvasView } from './canvas';
 import { DecoderBridge, SupersededError } from './decoder/bridge';
 import { buildFeeds, lowResCandidate } from './lib/feeds';
 import { defaultCandidate, normalizeBox, promptsPayload, type Prompts } from './lib/prompts';
+import { bestMatchingCandidate, focusAfterRemoval, moveFocus } from './lib/proposals';
 import { decodeRle, encodeRle, type CocoRle } from './lib/rle';
 import {
   chosenMask,
   currentPrompts,
   currentStep,
+  focusedProposal,
   isReady,
   shownStep,
   Store,
+  type ProposalMask,
   type SavedMask,
   type Step,
 } from './store';
@@ -90,6 +98,10 @@ export class AnnotateApp {
   readonly store = new Store();
   private readonly bridge = new DecoderBridge();
   private readonly active = new ActiveTimer();
+  /** Time on the focused proposal, for the `active_ms` of an accept or reject. */
+  private readonly proposalClock = new ActiveTimer();
+  /** Proposals with an accept/reject request in flight (a second key press is ignored). */
+  private readonly deciding = new Set<number>();
   private navToken = 0;
   private clickSeq = 0;
 
@@ -119,6 +131,13 @@ export class AnnotateApp {
       chooseCandidate: (i) => this.chooseCandidate(i),
       selectCategory: (id) => this.store.set({ categoryId: id }),
       deleteAnnotation: (id) => void this.removeAnnotation(id),
+      focusProposal: (id) => this.focusProposal(id),
+      acceptProposal: () => void this.acceptFocused(),
+      rejectProposal: () => void this.rejectFocused(),
+      editProposal: () => this.editFocused(),
+      acceptAbove: () => void this.acceptAbove(),
+      setThreshold: (t) => this.store.set({ prefillThreshold: t }),
+      toggleShade: () => this.store.set((s) => ({ shadeUncovered: !s.shadeUncovered })),
     });
     const body = document.createElement('div');
     body.className = 'body';
@@ -195,7 +214,11 @@ export class AnnotateApp {
     const token = ++this.navToken;
     const stale = (): boolean => token !== this.navToken;
     this.active.reset();
-    this.store.set({ steps: [], dragBox: null, embedding: { phase: 'loading', detail: '' }, imageError: null, message: null });
+    this.proposalClock.reset();
+    this.store.set({
+      steps: [], dragBox: null, embedding: { phase: 'loading', detail: '' }, imageError: null, message: null,
+      proposals: [], focusedProposal: null, editingProposal: null, proposalsStatus: 'loading',
+    });
     let info: ImageInfo;
     let picture: HTMLImageElement;
     let annotations: Annotation[];
@@ -222,6 +245,7 @@ export class AnnotateApp {
       steps: [],
       message: bad.length ? { kind: 'error', text: `Cannot draw annotation ${bad.join(', ')}: its RLE does not decode to ${info.height}x${info.width}.` } : null,
     });
+    void this.loadProposals(info, stale);
     await this.ensureEmbedding(info, stale);
     if (!stale() && this.store.get().embedding.phase === 'ready') void this.prefetch(info.next_id ?? null);
   }
@@ -296,6 +320,178 @@ export class AnnotateApp {
     void this.openImage(id);
   }
 
+  // Pre-fill proposals ------------------------------------------------------
+
+  /** Lists the image's pending proposals, polling while the worker still generates them. */
+  private async loadProposals(first: ImageInfo, stale: () => boolean): Promise<void> {
+    let info = first;
+    for (let attempt = 0; !stale(); attempt++) {
+      const status = info.proposals_status ?? 'none';
+      if (status === 'pending' || status === 'running') {
+        this.store.set({ proposalsStatus: status });
+        await sleep(2 * POLL_MS[Math.min(attempt, POLL_MS.length - 1)]!);
+        if (stale()) return;
+        try {
+          info = await getImage(info.id);
+        } catch {
+          return; // opening the image reports its own errors
+        }
+        continue;
+      }
+      try {
+        const list = await listProposals(info.id);
+        if (stale()) return;
+        const hw = info.width * info.height;
+        const proposals = list.map(toProposalMask).filter((p) => p.mask.length === hw);
+        this.proposalClock.reset();
+        this.proposalClock.start();
+        this.store.set({ proposals, focusedProposal: proposals[0]?.proposal.id ?? null, proposalsStatus: status });
+      } catch (e) {
+        if (!stale()) this.store.set({ proposalsStatus: 'failed', message: { kind: 'error', text: `Cannot load the proposals: ${errorText(e)}` } });
+      }
+      return;
+    }
+  }
+
+  private focusProposal(id: number | null): void {
+    if (id === this.store.get().focusedProposal) return;
+    this.proposalClock.reset();
+    this.proposalClock.start();
+    this.store.set({ focusedProposal: id });
+  }
+
+  private moveProposalFocus(step: 1 | -1): void {
+    const s = this.store.get();
+    if (!s.proposals.length) {
+      this.store.set({ message: { kind: 'info', text: 'No pending proposals on this image.' } });
+      return;
+    }
+    this.focusProposal(moveFocus(s.proposals.map((p) => p.proposal.id), s.focusedProposal, step));
+  }
+
+  /** Drops a decided proposal from the list, moves the focus on, shows its annotation. */
+  private proposalDecided(id: number, annotation: Annotation | null, text: string): void {
+    this.proposalClock.reset();
+    this.proposalClock.start();
+    this.store.set((s) => ({
+      proposals: s.proposals.filter((p) => p.proposal.id !== id),
+      focusedProposal: s.focusedProposal === id ? focusAfterRemoval(s.proposals.map((p) => p.proposal.id), id) : s.focusedProposal,
+      editingProposal: s.editingProposal === id ? null : s.editingProposal,
+      steps: s.editingProposal === id ? [] : s.steps,
+      saved: annotation && s.image?.id === annotation.image ? [...s.saved, toSaved(annotation)] : s.saved,
+      message: { kind: 'info', text },
+    }));
+  }
+
+  /** Category for a decision: the proposal's own (imported ones), else the selected one. */
+  private decisionCategory(p: ProposalMask): number | null | false {
+    const s = this.store.get();
+    if (p.proposal.category !== null) return p.proposal.category;
+    if (s.categoryId === null && (s.project?.categories.length ?? 0) > 0) {
+      this.store.set({ message: { kind: 'error', text: 'Pick a category first.' } });
+      return false;
+    }
+    return s.categoryId;
+  }
+
+  private async decide(kind: 'accept' | 'reject'): Promise<void> {
+    const s = this.store.get();
+    if (kind === 'accept' && s.editingProposal !== null) {
+      await this.save(); // A while editing = save the edited mask
+      return;
+    }
+    const p = focusedProposal(s);
+    if (!p) {
+      this.store.set({ message: { kind: 'info', text: s.proposals.length ? 'Select a proposal first (Tab).' : 'No pending proposals on this image.' } });
+      return;
+    }
+    const id = p.proposal.id;
+    if (this.deciding.has(id)) return;
+    const category = kind === 'accept' ? this.decisionCategory(p) : null;
+    if (category === false) return;
+    this.deciding.add(id);
+    try {
+      if (kind === 'accept') {
+        const annotation = await acceptProposal(id, { category, active_ms: this.proposalClock.ms() });
+        this.proposalDecided(id, annotation, `Accepted proposal #${id} as annotation #${annotation.id}.`);
+      } else {
+        await rejectProposal(id, this.proposalClock.ms());
+        this.proposalDecided(id, null, `Rejected proposal #${id}.`);
+      }
+    } catch (e) {
+      if (e instanceof ApiError && (e.status === 409 || e.status === 404)) {
+        // Decided (or regenerated) elsewhere meanwhile: stop showing it, say why.
+        this.proposalDecided(id, null, `Proposal #${id}: ${errorText(e)}`);
+        return;
+      }
+      this.store.set({ message: { kind: 'error', text: `${kind === 'accept' ? 'Accept' : 'Reject'} failed: ${errorText(e)}` } });
+    } finally {
+      this.deciding.delete(id);
+    }
+  }
+
+  private acceptFocused(): Promise<void> {
+    return this.decide('accept');
+  }
+
+  private rejectFocused(): Promise<void> {
+    return this.decide('reject');
+  }
+
+  /** Accepts, as proposed, every pending proposal at or above the threshold. */
+  private async acceptAbove(): Promise<void> {
+    const s = this.store.get();
+    const image = s.image;
+    if (!image) return;
+    const t = s.prefillThreshold;
+    const n = s.proposals.filter((p) => (p.proposal.predicted_iou ?? 0) >= t).length;
+    if (!n) {
+      this.store.set({ message: { kind: 'info', text: `No pending proposal has predicted IoU ≥ ${t.toFixed(2)}.` } });
+      return;
+    }
+    if (s.categoryId === null && (s.project?.categories.length ?? 0) > 0) {
+      this.store.set({ message: { kind: 'error', text: 'Pick a category first.' } });
+      return;
+    }
+    try {
+      const made = await acceptProposalsAbove(image.id, t, s.categoryId);
+      const [list, annotations] = await Promise.all([listProposals(image.id), listAnnotations(image.id)]);
+      const now = this.store.get();
+      if (now.image?.id !== image.id) return;
+      const hw = image.width * image.height;
+      const proposals = list.map(toProposalMask).filter((p) => p.mask.length === hw);
+      const focus = proposals.some((p) => p.proposal.id === now.focusedProposal) ? now.focusedProposal : (proposals[0]?.proposal.id ?? null);
+      this.store.set({
+        proposals,
+        focusedProposal: focus,
+        editingProposal: proposals.some((p) => p.proposal.id === now.editingProposal) ? now.editingProposal : null,
+        saved: annotations.map(toSaved),
+        message: { kind: 'info', text: `Accepted ${made.length} proposal${made.length === 1 ? '' : 's'} with predicted IoU ≥ ${t.toFixed(2)}.` },
+      });
+    } catch (e) {
+      this.store.set({ message: { kind: 'error', text: `Accept all failed: ${errorText(e)}` } });
+    }
+  }
+
+  /**
+   * Opens the focused proposal for editing: its grid point is decoded again and the
+   * candidate matching the proposal's mask is chosen, so the next clicks refine that mask
+   * (its low-res logits go back in as mask_input). Enter saves it as `prefill_edited`.
+   */
+  private editFocused(): void {
+    const s = this.store.get();
+    const p = focusedProposal(s);
+    if (!p) {
+      this.store.set({ message: { kind: 'info', text: 'Select a proposal to edit first (Tab).' } });
+      return;
+    }
+    if (!this.checkReady()) return;
+    const [x, y] = p.proposal.point_coords[0] ?? [p.proposal.bbox[0] + p.proposal.bbox[2] / 2, p.proposal.bbox[1] + p.proposal.bbox[3] / 2];
+    this.active.reset();
+    this.store.set({ steps: [], editingProposal: p.proposal.id, message: { kind: 'info', text: `Editing proposal #${p.proposal.id}: click to add or remove parts, Enter saves.` } });
+    this.pushStep({ points: [{ x, y, label: 1 }], box: null }, false, null, p.mask);
+  }
+
   // Prompts ------------------------------------------------------------------
 
   private addPoint(x: number, y: number, negative: boolean, timeStamp: number): void {
@@ -326,7 +522,7 @@ export class AnnotateApp {
     return false;
   }
 
-  private pushStep(prompts: Prompts, refine: boolean, timeStamp: number | null): void {
+  private pushStep(prompts: Prompts, refine: boolean, timeStamp: number | null, matchMask: Uint8Array | null = null): void {
     const s = this.store.get();
     if (!s.steps.length) {
       this.active.reset();
@@ -336,10 +532,11 @@ export class AnnotateApp {
     const maskInput = refine && prevShown?.result ? lowResCandidate(prevShown.result.low_res_masks, prevShown.chosen) : null;
     const step: Step = { prompts, result: null, chosen: 0 };
     this.store.set({ steps: [...s.steps, step], message: null });
-    void this.decodeStep(step, maskInput, timeStamp);
+    void this.decodeStep(step, maskInput, timeStamp, matchMask);
   }
 
-  private async decodeStep(step: Step, maskInput: Float32Array | null, timeStamp: number | null): Promise<void> {
+  /** @param matchMask when opening a proposal for editing: choose the candidate closest to it. */
+  private async decodeStep(step: Step, maskInput: Float32Array | null, timeStamp: number | null, matchMask: Uint8Array | null = null): Promise<void> {
     const image = this.store.get().image;
     if (!image) return;
     const seq = ++this.clickSeq;
@@ -357,7 +554,10 @@ export class AnnotateApp {
     const idx = s.steps.indexOf(step);
     if (s.image?.id !== image.id || idx < 0) return; // navigated away or undone meanwhile
     const steps = s.steps.slice();
-    steps[idx] = { ...step, result, chosen: defaultCandidate(step.prompts, result.iou_predictions) };
+    const chosen = matchMask
+      ? bestMatchingCandidate(result.masks, result.height * result.width, matchMask).index
+      : defaultCandidate(step.prompts, result.iou_predictions);
+    steps[idx] = { ...step, result, chosen };
     this.store.set({ steps }); // subscribers paint the mask synchronously
     if (timeStamp !== null) {
       const endMark = `click-to-mask:end:${seq}`;
@@ -386,12 +586,15 @@ export class AnnotateApp {
     this.store.set({ steps, message: null });
     const cur = steps[steps.length - 1];
     if (cur && !cur.result) void this.decodeStep(cur, null, null); // it was superseded before it ran
-    if (!steps.length) this.active.reset();
+    if (!steps.length) {
+      this.active.reset();
+      if (s.editingProposal !== null) this.store.set({ editingProposal: null });
+    }
   }
 
   private clear(): void {
     this.active.reset();
-    this.store.set({ steps: [], dragBox: null, message: null });
+    this.store.set({ steps: [], dragBox: null, message: null, editingProposal: null });
   }
 
   // Saving -------------------------------------------------------------------
@@ -411,20 +614,39 @@ export class AnnotateApp {
       this.store.set({ message: { kind: 'error', text: 'Pick a category first.' } });
       return;
     }
+    const editing = s.editingProposal !== null ? (s.proposals.find((p) => p.proposal.id === s.editingProposal) ?? null) : null;
     this.store.set({ saving: true, message: null });
     try {
-      const annotation = await createAnnotation(image.id, {
-        category: s.categoryId,
+      const body = {
+        category: editing?.proposal.category ?? s.categoryId,
         segmentation: encodeRle(m.mask, image.height, image.width),
         prompts: promptsPayload(step.prompts),
         predicted_iou: Math.round(m.iou * 1e4) / 1e4,
         candidate_index: m.index,
         model_id: s.model?.model_id ?? image.model_id ?? '',
         active_ms: this.active.ms(),
-      });
+      };
+      let annotation: Annotation;
+      if (editing) {
+        try {
+          annotation = await acceptProposal(editing.proposal.id, body);
+        } catch (e) {
+          if (e instanceof ApiError && (e.status === 409 || e.status === 404)) {
+            // Someone decided this proposal meanwhile: keep the edited mask, saved as a manual one.
+            this.store.set({ editingProposal: null });
+            annotation = await createAnnotation(image.id, body);
+          } else throw e;
+        }
+      } else {
+        annotation = await createAnnotation(image.id, body);
+      }
       this.active.reset();
       const now = this.store.get();
       if (now.image?.id !== image.id) return;
+      if (editing) {
+        this.proposalDecided(editing.proposal.id, annotation, `Saved edited proposal #${editing.proposal.id} as annotation #${annotation.id} (${annotation.origin}).`);
+        return;
+      }
       this.store.set({
         saving: false,
         steps: [],
@@ -481,6 +703,28 @@ export class AnnotateApp {
       case 'N':
         this.navigate('next');
         break;
+      case 'Tab':
+        this.moveProposalFocus(ev.shiftKey ? -1 : 1);
+        break;
+      case 'a':
+        void this.acceptFocused();
+        break;
+      case 'A':
+        void this.acceptAbove();
+        break;
+      case 'x':
+      case 'X':
+      case 'Delete':
+        void this.rejectFocused();
+        break;
+      case 'e':
+      case 'E':
+        this.editFocused();
+        break;
+      case 'm':
+      case 'M':
+        this.store.set((st) => ({ shadeUncovered: !st.shadeUncovered }));
+        break;
       case 'p':
       case 'P':
         this.navigate('prev');
@@ -499,6 +743,14 @@ function toSaved(annotation: Annotation): SavedMask {
     return { annotation, mask: decodeRle(annotation.segmentation) };
   } catch {
     return { annotation, mask: new Uint8Array(0) };
+  }
+}
+
+function toProposalMask(proposal: Proposal): ProposalMask {
+  try {
+    return { proposal, mask: decodeRle(proposal.segmentation) };
+  } catch {
+    return { proposal, mask: new Uint8Array(0) };
   }
 }
 

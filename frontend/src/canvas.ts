@@ -5,14 +5,21 @@
  */
 import { clientToImage } from './lib/coords';
 import { hexToRgba, maskToRgba, maskToRgbaOutlined, type Rgba } from './lib/maskImage';
+import { coverage } from './lib/proposals';
 import { maskStats } from './lib/rle';
-import { categoryById, chosenMask, currentPrompts, type AnnotateState, type SavedMask, type Store } from './store';
+import { categoryById, chosenMask, currentPrompts, type AnnotateState, type ProposalMask, type SavedMask, type Store } from './store';
 
 // The preview has one colour of its own (not the category's), so it never blends into
 // saved masks or into a photo of the same hue.
 const PREVIEW_FILL: Rgba = [30, 144, 255, 115];
 const PREVIEW_EDGE: Rgba = [255, 255, 255, 230];
 const DRAG_THRESHOLD_PX = 5;
+// Proposals: outlines in one colour no category uses by default; the focused one filled.
+const PROPOSAL_EDGE: Rgba = [255, 212, 0, 255];
+const PROPOSAL_FOCUS_FILL: Rgba = [255, 212, 0, 80];
+const PROPOSAL_FOCUS_EDGE: Rgba = [255, 255, 255, 255];
+const TRANSPARENT: Rgba = [0, 0, 0, 0];
+const UNCOVERED_SHADE: Rgba = [0, 0, 0, 150];
 
 export interface PointerHandlers {
   /** A click: `negative` for right button or Shift. `timeStamp` is the event's (for timing). */
@@ -39,12 +46,14 @@ export class CanvasView {
   private readonly frame: HTMLDivElement;
   readonly imageLayer = layer('image-layer');
   readonly savedLayer = layer('saved-layer');
+  readonly proposalLayer = layer('proposal-layer');
   readonly maskLayer = layer('mask-layer');
   readonly promptLayer = layer('prompt-layer');
   /** What keeps the image from being annotatable right now, over the stage. */
   private readonly banner = document.createElement('div');
   private rgba: Uint8ClampedArray | undefined;
   private readonly tiles = new WeakMap<SavedMask, { canvas: HTMLCanvasElement; x: number; y: number; color: string }>();
+  private readonly proposalTiles = new WeakMap<ProposalMask, { canvas: HTMLCanvasElement; x: number; y: number; focused: boolean } | null>();
   private width = 0;
   private height = 0;
 
@@ -59,7 +68,8 @@ export class CanvasView {
     this.frame.className = 'frame';
     this.maskLayer.id = 'mask-canvas';
     this.maskLayer.dataset['maskPixels'] = '0';
-    this.frame.append(this.imageLayer, this.savedLayer, this.maskLayer, this.promptLayer);
+    this.proposalLayer.id = 'proposal-canvas';
+    this.frame.append(this.imageLayer, this.savedLayer, this.proposalLayer, this.maskLayer, this.promptLayer);
     this.banner.className = 'stage-banner';
     this.banner.id = 'stage-banner';
     this.banner.hidden = true;
@@ -74,6 +84,10 @@ export class CanvasView {
     const img = s.image;
     if (s.picture !== prev.picture || img !== prev.image) this.drawImage(s);
     if (s.saved !== prev.saved || s.project !== prev.project || s.picture !== prev.picture) this.drawSaved(s);
+    if (s.proposals !== prev.proposals || s.focusedProposal !== prev.focusedProposal || s.editingProposal !== prev.editingProposal
+      || s.shadeUncovered !== prev.shadeUncovered || s.saved !== prev.saved || s.picture !== prev.picture) {
+      this.drawProposals(s);
+    }
     if (s.steps !== prev.steps || s.picture !== prev.picture) this.drawMask(s);
     if (s.steps !== prev.steps || s.dragBox !== prev.dragBox || s.picture !== prev.picture) this.drawPrompts(s);
     if (s.decoder !== prev.decoder || s.embedding !== prev.embedding || s.imageError !== prev.imageError) this.drawBanner(s);
@@ -120,7 +134,7 @@ export class CanvasView {
     if (w !== this.width || h !== this.height) {
       this.width = w;
       this.height = h;
-      for (const c of [this.imageLayer, this.savedLayer, this.maskLayer, this.promptLayer]) {
+      for (const c of [this.imageLayer, this.savedLayer, this.proposalLayer, this.maskLayer, this.promptLayer]) {
         c.width = w;
         c.height = h;
       }
@@ -186,6 +200,63 @@ export class CanvasView {
     ctx2d(canvas).putImageData(new ImageData(rgba as Uint8ClampedArray<ArrayBuffer>, bw, bh), 0, 0);
     const tile = { canvas, x, y, color };
     this.tiles.set(m, tile);
+    return tile;
+  }
+
+  /**
+   * Pending proposals as outlines (the focused one filled), over an optional shade on every
+   * pixel that no saved mask covers yet. The proposal being edited is left out: the mask
+   * preview shows it.
+   */
+  private drawProposals(s: AnnotateState): void {
+    const g = ctx2d(this.proposalLayer);
+    const w = this.proposalLayer.width;
+    const h = this.proposalLayer.height;
+    g.clearRect(0, 0, w, h);
+    const ds = this.proposalLayer.dataset;
+    ds['shaded'] = '0';
+    if (!s.image || s.image.width !== w || s.image.height !== h) {
+      ds['count'] = '0';
+      return;
+    }
+    if (s.shadeUncovered) {
+      const covered = coverage(s.saved.map((m) => m.mask), w * h);
+      for (let i = 0; i < covered.length; i++) covered[i] = covered[i] ? 0 : 1;
+      g.putImageData(new ImageData(maskToRgba(covered, UNCOVERED_SHADE) as Uint8ClampedArray<ArrayBuffer>, w, h), 0, 0);
+      let uncovered = 0;
+      for (let i = 0; i < covered.length; i++) uncovered += covered[i]!;
+      ds['shaded'] = String(uncovered);
+    }
+    let drawn = 0;
+    for (const p of s.proposals) {
+      if (p.proposal.id === s.editingProposal || p.mask.length !== w * h) continue;
+      const tile = this.proposalTile(p, w, h, p.proposal.id === s.focusedProposal);
+      if (tile) {
+        g.drawImage(tile.canvas, tile.x, tile.y);
+        drawn++;
+      }
+    }
+    ds['count'] = String(drawn);
+    ds['focused'] = s.focusedProposal === null ? '' : String(s.focusedProposal);
+  }
+
+  private proposalTile(p: ProposalMask, w: number, h: number, focused: boolean): { canvas: HTMLCanvasElement; x: number; y: number } | null {
+    const hit = this.proposalTiles.get(p);
+    if (hit && hit.focused === focused) return hit;
+    const { area, bbox } = maskStats(p.mask, h, w);
+    if (!area) return null;
+    const [x, y, bw, bh] = bbox;
+    const crop = new Uint8Array(bw * bh);
+    for (let r = 0; r < bh; r++) crop.set(p.mask.subarray((y + r) * w + x, (y + r) * w + x + bw), r * bw);
+    const canvas = document.createElement('canvas');
+    canvas.width = bw;
+    canvas.height = bh;
+    const rgba = focused
+      ? maskToRgbaOutlined(crop, bw, bh, PROPOSAL_FOCUS_FILL, PROPOSAL_FOCUS_EDGE)
+      : maskToRgbaOutlined(crop, bw, bh, TRANSPARENT, PROPOSAL_EDGE);
+    ctx2d(canvas).putImageData(new ImageData(rgba as Uint8ClampedArray<ArrayBuffer>, bw, bh), 0, 0);
+    const tile = { canvas, x, y, focused };
+    this.proposalTiles.set(p, tile);
     return tile;
   }
 

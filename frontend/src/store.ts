@@ -2,7 +2,7 @@
  * The one owner of annotate-page state. Views subscribe and draw what it says; only the
  * controller (app.ts) writes to it.
  */
-import type { Annotation, Category, ImageInfo, ModelInfo, Project } from './api';
+import type { Annotation, Category, ImageInfo, ModelInfo, Project, Proposal } from './api';
 import type { DecodeResult } from './decoder/protocol';
 import type { Box, Prompts } from './lib/prompts';
 import { EMPTY_PROMPTS } from './lib/prompts';
@@ -19,6 +19,13 @@ export interface Step {
 export interface SavedMask {
   annotation: Annotation;
   /** Row-major H x W 0/1, decoded from the annotation's RLE once. */
+  mask: Uint8Array;
+}
+
+/** A pending pre-fill proposal with its mask decoded once. */
+export interface ProposalMask {
+  proposal: Proposal;
+  /** Row-major H x W 0/1. */
   mask: Uint8Array;
 }
 
@@ -46,6 +53,18 @@ export interface AnnotateState {
   saved: SavedMask[];
   saving: boolean;
   message: Message | null;
+  /** Pending pre-fill proposals of the image, best predicted IoU first. */
+  proposals: ProposalMask[];
+  /** The proposal that A / X / E act on (its id), or null. */
+  focusedProposal: number | null;
+  /** The proposal whose mask the current prompts are refining (its id), or null. */
+  editingProposal: number | null;
+  /** Shade the pixels that no saved mask covers yet (find what is missing). */
+  shadeUncovered: boolean;
+  /** Shift+A accepts every pending proposal with predicted IoU at least this. */
+  prefillThreshold: number;
+  /** The image's pre-fill generation as last seen ('loading' while listing). */
+  proposalsStatus: 'none' | 'pending' | 'running' | 'ready' | 'failed' | 'loading';
 }
 
 export const initialState: AnnotateState = {
@@ -62,6 +81,12 @@ export const initialState: AnnotateState = {
   saved: [],
   saving: false,
   message: null,
+  proposals: [],
+  focusedProposal: null,
+  editingProposal: null,
+  shadeUncovered: false,
+  prefillThreshold: 0.95,
+  proposalsStatus: 'none',
 };
 
 export type Listener = (state: AnnotateState, prev: AnnotateState) => void;
@@ -129,4 +154,8 @@ export function categoryById(s: AnnotateState, id: number | null): Category | nu
 
 export function isReady(s: AnnotateState): boolean {
   return s.decoder.phase === 'ready' && s.embedding.phase === 'ready' && s.image !== null;
+}
+
+export function focusedProposal(s: AnnotateState): ProposalMask | null {
+  return s.proposals.find((p) => p.proposal.id === s.focusedProposal) ?? null;
 }

@@ -2,7 +2,7 @@
  * Toolbar, side panel (categories, candidates, annotations, keyboard help) and status
  * line. Rendered from the store; user actions go to the controller through `Actions`.
  */
-import { categoryById, chosenMask, currentStep, shownStep, type AnnotateState, type Store } from './store';
+import { categoryById, chosenMask, currentStep, focusedProposal, shownStep, type AnnotateState, type Store } from './store';
 
 export interface Actions {
   prev(): void;
@@ -13,6 +13,13 @@ export interface Actions {
   chooseCandidate(index: number): void;
   selectCategory(id: number): void;
   deleteAnnotation(id: number): void;
+  focusProposal(id: number): void;
+  acceptProposal(): void;
+  rejectProposal(): void;
+  editProposal(): void;
+  acceptAbove(): void;
+  setThreshold(t: number): void;
+  toggleShade(): void;
 }
 
 type Attrs = Record<string, string | number | boolean | undefined>;
@@ -42,6 +49,12 @@ const KEYS: [string, string][] = [
   ['Ctrl+Z', 'undo prompt'],
   ['Esc', 'clear prompts'],
   ['N / P', 'next / previous image'],
+  ['Tab / Shift+Tab', 'next / previous proposal'],
+  ['A', 'accept proposal'],
+  ['X / Delete', 'reject proposal'],
+  ['E', 'edit proposal (then click, Enter)'],
+  ['Shift+A', 'accept all ≥ threshold'],
+  ['M', 'shade what no mask covers'],
 ];
 
 export class Panel {
@@ -64,6 +77,15 @@ export class Panel {
   private readonly embeddingStatus = h('span', { class: 'status-item', id: 'embedding-status' });
   private readonly messageEl = h('span', { class: 'status-message', id: 'status-message', role: 'status', 'aria-live': 'polite' });
   private readonly maskInfo = h('span', { class: 'status-item', id: 'mask-info' });
+  private readonly proposalList = h('ul', { class: 'proposal-list', id: 'proposal-list' });
+  private readonly proposalCount = h('span', { class: 'count', id: 'proposal-count' });
+  private readonly proposalState = h('p', { class: 'muted', id: 'proposal-state' });
+  private readonly acceptBtn = h('button', { class: 'btn', id: 'accept-proposal-btn', title: 'Accept the selected proposal (A)' }, 'Accept');
+  private readonly rejectBtn = h('button', { class: 'btn', id: 'reject-proposal-btn', title: 'Reject the selected proposal (X)' }, 'Reject');
+  private readonly editBtn = h('button', { class: 'btn', id: 'edit-proposal-btn', title: 'Refine the selected proposal with clicks (E)' }, 'Edit');
+  private readonly thresholdInput = h('input', { type: 'number', id: 'prefill-threshold', min: 0, max: 1, step: 0.01, 'aria-label': 'Accept-all threshold (predicted IoU)' });
+  private readonly acceptAboveBtn = h('button', { class: 'btn', id: 'accept-above-btn', title: 'Accept every proposal at or above the threshold (Shift+A)' }, 'Accept all ≥');
+  private readonly shadeToggle = h('input', { type: 'checkbox', id: 'shade-toggle' });
 
   constructor(store: Store, private readonly actions: Actions) {
     this.toolbar = h(
@@ -79,6 +101,16 @@ export class Panel {
       'aside',
       { class: 'side-panel' },
       h('section', {}, h('h2', {}, 'Categories'), this.categoryList),
+      h(
+        'section',
+        { class: 'proposals', id: 'proposals-section' },
+        h('h2', {}, 'Proposals ', this.proposalCount),
+        this.proposalState,
+        h('div', { class: 'row' }, this.acceptBtn, this.rejectBtn, this.editBtn),
+        h('div', { class: 'row' }, this.acceptAboveBtn, this.thresholdInput),
+        h('label', { class: 'row' }, this.shadeToggle, h('span', {}, 'Shade what no mask covers (M)')),
+        this.proposalList,
+      ),
       h('section', {}, h('h2', {}, 'Annotations ', this.annotationCount), this.annotationList),
       h(
         'section',
@@ -94,6 +126,19 @@ export class Panel {
     this.undoBtn.onclick = () => actions.undo();
     this.clearBtn.onclick = () => actions.clear();
     this.saveBtn.onclick = () => actions.save();
+    this.acceptBtn.onclick = () => actions.acceptProposal();
+    this.rejectBtn.onclick = () => actions.rejectProposal();
+    this.editBtn.onclick = () => actions.editProposal();
+    this.acceptAboveBtn.onclick = () => actions.acceptAbove();
+    this.thresholdInput.onchange = () => {
+      const t = Number(this.thresholdInput.value);
+      if (Number.isFinite(t) && t >= 0 && t <= 1) actions.setThreshold(t);
+      this.thresholdInput.blur();
+    };
+    this.shadeToggle.onchange = () => {
+      actions.toggleShade();
+      this.shadeToggle.blur();
+    };
     // A mouse click must not leave focus on a button: Enter would then press it again
     // instead of saving the mask. Keyboard focus (Tab) still works as usual.
     for (const el of [this.toolbar, this.side]) {
@@ -120,6 +165,10 @@ export class Panel {
     }
     if (s.steps !== prev.steps) this.renderChips(s);
     if (s.saved !== prev.saved || s.project !== prev.project) this.renderAnnotations(s);
+    if (s.proposals !== prev.proposals || s.focusedProposal !== prev.focusedProposal || s.editingProposal !== prev.editingProposal
+      || s.proposalsStatus !== prev.proposalsStatus || s.prefillThreshold !== prev.prefillThreshold || s.shadeUncovered !== prev.shadeUncovered) {
+      this.renderProposals(s);
+    }
     if (s.decoder !== prev.decoder || s.embedding !== prev.embedding || s.message !== prev.message || s.steps !== prev.steps || s.saving !== prev.saving) {
       this.renderStatus(s);
     }
@@ -194,6 +243,42 @@ export class Panel {
         );
       }),
     );
+  }
+
+  private renderProposals(s: AnnotateState): void {
+    const n = s.proposals.length;
+    this.proposalCount.textContent = `(${n})`;
+    const state = {
+      none: n ? '' : 'No pre-fill for this image.',
+      loading: 'Loading…',
+      pending: 'Pre-fill queued on the server…',
+      running: 'Pre-fill running on the server…',
+      ready: n ? '' : 'All proposals decided.',
+      failed: 'Pre-fill failed on the server.',
+    }[s.proposalsStatus];
+    const editing = s.editingProposal !== null ? `Editing #${s.editingProposal}: click to refine, Enter saves, Esc cancels.` : '';
+    this.proposalState.textContent = editing || state;
+    this.proposalState.dataset['status'] = s.proposalsStatus;
+    const focused = focusedProposal(s);
+    this.acceptBtn.disabled = !focused && s.editingProposal === null;
+    this.rejectBtn.disabled = !focused;
+    this.editBtn.disabled = !focused;
+    this.acceptAboveBtn.disabled = !n;
+    if (document.activeElement !== this.thresholdInput) this.thresholdInput.value = s.prefillThreshold.toFixed(2);
+    this.shadeToggle.checked = s.shadeUncovered;
+    this.proposalList.replaceChildren(
+      ...s.proposals.map(({ proposal: p }) => {
+        const li = h(
+          'li',
+          { 'data-proposal-id': p.id, class: `${p.id === s.focusedProposal ? 'focused' : ''}${p.id === s.editingProposal ? ' editing' : ''}`.trim() || undefined },
+          h('span', { class: 'name' }, `#${p.id}`),
+          h('span', { class: 'muted' }, `${p.area} px · IoU ${p.predicted_iou?.toFixed(2) ?? '–'} · stab ${p.stability_score?.toFixed(2) ?? '–'}`),
+        );
+        li.onclick = () => this.actions.focusProposal(p.id);
+        return li;
+      }),
+    );
+    this.proposalList.querySelector('li.focused')?.scrollIntoView({ block: 'nearest' });
   }
 
   private renderStatus(s: AnnotateState): void {

@@ -1,0 +1,46 @@
+import { describe, expect, it } from 'vitest';
+import { bestMatchingCandidate, coverage, focusAfterRemoval, maskIoU, moveFocus } from '../src/lib/proposals';
+
+const m = (...v: number[]): Uint8Array => Uint8Array.from(v);
+
+describe('maskIoU', () => {
+  it('is intersection over union', () => {
+    expect(maskIoU(m(1, 1, 0, 0), m(0, 1, 1, 0))).toBeCloseTo(1 / 3);
+    expect(maskIoU(m(1, 0), m(1, 0))).toBe(1);
+    expect(maskIoU(m(0, 0), m(0, 0))).toBe(0);
+  });
+  it('refuses masks of different sizes', () => {
+    expect(() => maskIoU(m(1), m(1, 0))).toThrow(/differ in size/);
+  });
+});
+
+describe('bestMatchingCandidate', () => {
+  it('picks the candidate closest to the proposal', () => {
+    // 4 candidates of 4 pixels each; the proposal equals candidate 2.
+    const masks = m(1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 0, 0, 1, 0, 0);
+    expect(bestMatchingCandidate(masks, 4, m(0, 1, 1, 0))).toEqual({ index: 2, iou: 1 });
+    expect(bestMatchingCandidate(masks, 4, m(0, 0, 0, 0)).index).toBe(0);
+  });
+});
+
+describe('focus', () => {
+  it('moves forward and back with wrap-around', () => {
+    expect(moveFocus([5, 7, 9], null, 1)).toBe(5);
+    expect(moveFocus([5, 7, 9], null, -1)).toBe(9);
+    expect(moveFocus([5, 7, 9], 9, 1)).toBe(5);
+    expect(moveFocus([5, 7, 9], 5, -1)).toBe(9);
+    expect(moveFocus([5, 7, 9], 42, 1)).toBe(5);
+    expect(moveFocus([], 1, 1)).toBeNull();
+  });
+  it('goes to the next one after a removal, else the previous', () => {
+    expect(focusAfterRemoval([5, 7, 9], 7)).toBe(9);
+    expect(focusAfterRemoval([5, 7, 9], 9)).toBe(7);
+    expect(focusAfterRemoval([5], 5)).toBeNull();
+  });
+});
+
+describe('coverage', () => {
+  it('ors the masks of the right size', () => {
+    expect(Array.from(coverage([m(1, 0, 0), m(0, 0, 1), m(1, 1)], 3))).toEqual([1, 0, 1]);
+  });
+});

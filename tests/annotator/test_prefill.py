@@ -1,0 +1,227 @@
+"""Semi-automatic mode on the real PostgreSQL: proposals generated from a stored embedding
+of a real photo, accepted as they are, edited, rejected, accepted above a threshold, with
+the counts by origin in the API; settings and roles."""
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+
+from annotator.core import prefill, services
+from annotator.core.models import Annotation, AnnotationEvent, Image, Proposal
+from engine.rle import mask_to_rle, rle_to_mask
+from tests.factories import GRABCUT, UserFactory, project_with_photos
+
+pytestmark = pytest.mark.django_db
+
+PHOTO = "124080.jpg"
+
+
+def _gt_mask(name: str = PHOTO) -> np.ndarray:
+    """GrabCut's ground truth of the photo (object = 255), H x W 0/1."""
+    gt = np.asarray(PILImage.open(GRABCUT / "boundary_GT" / name.replace(".jpg", ".bmp")).convert("L"))
+    return (gt == 255).astype(np.uint8)
+
+
+def _proposal(image: Image, mask: np.ndarray, predicted_iou: float = 0.93, **kw) -> Proposal:
+    rle = mask_to_rle(mask)
+    ys, xs = np.nonzero(mask)
+    return Proposal.objects.create(
+        image=image, model_id="test-model", rle=rle, area=int(mask.sum()),
+        bbox=[float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)],
+        predicted_iou=predicted_iou, stability_score=0.97, point_coords=[[float(xs.mean()), float(ys.mean())]],
+        crop_box=[0, 0, image.width, image.height], **kw)
+
+
+@pytest.fixture
+def project(user):
+    return project_with_photos(user=user, photos=(PHOTO,))
+
+
+@pytest.fixture
+def image(project):
+    return project.images.get()
+
+
+def test_pending_proposals_are_listed_best_first(api_client, image):
+    gt = _gt_mask()
+    low = _proposal(image, gt, predicted_iou=0.90)
+    high = _proposal(image, 1 - gt, predicted_iou=0.97)
+    body = api_client.get(f"/api/images/{image.pk}/proposals/").json()
+    assert [p["id"] for p in body] == [high.pk, low.pk]
+    assert body[1]["segmentation"]["size"] == [image.height, image.width]
+    assert np.array_equal(rle_to_mask(body[1]["segmentation"]), gt)
+    assert {"bbox", "area", "predicted_iou", "stability_score", "point_coords", "crop_box", "status"} <= set(body[0])
+    assert api_client.get(f"/api/images/{image.pk}/proposals/?status=bogus").status_code == 400
+
+
+def test_accept_as_proposed_makes_a_prefill_accepted_annotation(api_client, project, image):
+    gt = _gt_mask()
+    prop = _proposal(image, gt)
+    cat = project.categories.first()
+    res = api_client.post(f"/api/proposals/{prop.pk}/accept", {"category": cat.pk, "active_ms": 900}, format="json")
+    assert res.status_code == 201, res.content
+    ann = Annotation.objects.get(pk=res.json()["id"])
+    assert ann.origin == "prefill_accepted" and ann.category_id == cat.pk
+    assert np.array_equal(rle_to_mask(ann.rle), gt) and ann.area == int(gt.sum())
+    assert ann.predicted_iou == pytest.approx(0.93) and ann.model_id == "test-model"
+    prop.refresh_from_db()
+    assert prop.status == "accepted" and prop.annotation_id == ann.pk
+    event = AnnotationEvent.objects.get(annotation_id=ann.pk)
+    assert (event.kind, event.origin, event.active_ms, event.positive_clicks) == ("create", "prefill_accepted", 900, 0)
+    # Decided once: a second accept (another annotator, a double key press) is a 409 with who did it.
+    again = api_client.post(f"/api/proposals/{prop.pk}/accept", {}, format="json")
+    assert again.status_code == 409 and "already accepted" in again.json()["detail"]
+    assert Annotation.objects.filter(image=image).count() == 1
+    assert api_client.get(f"/api/images/{image.pk}/proposals/").json() == []
+
+
+def test_accept_with_an_edited_mask_is_prefill_edited(api_client, image):
+    gt = _gt_mask()
+    prop = _proposal(image, gt)
+    edited = gt.copy()
+    edited[:, : image.width // 2] = 0  # the annotator cut the object in half with a negative click
+    payload = {"segmentation": mask_to_rle(edited), "category": None, "candidate_index": 0, "predicted_iou": 0.8,
+               "prompts": {"point_coords": [[200, 150], [100, 150]], "point_labels": [1, 0]}}
+    res = api_client.post(f"/api/proposals/{prop.pk}/accept", payload, format="json")
+    assert res.status_code == 201, res.content
+    ann = Annotation.objects.get(pk=res.json()["id"])
+    assert ann.origin == "prefill_edited" and np.array_equal(rle_to_mask(ann.rle), edited)
+    assert Proposal.objects.get(pk=prop.pk).status == "edited"
+    event = AnnotationEvent.objects.get(annotation_id=ann.pk)
+    assert (event.positive_clicks, event.negative_clicks) == (1, 1)
+
+
+def test_accept_with_the_unchanged_mask_counts_as_accepted(api_client, image):
+    gt = _gt_mask()
+    prop = _proposal(image, gt)
+    res = api_client.post(f"/api/proposals/{prop.pk}/accept", {"segmentation": mask_to_rle(gt)}, format="json")
+    assert res.status_code == 201 and res.json()["origin"] == "prefill_accepted"
+
+
+def test_accept_with_a_malformed_mask_stores_nothing(api_client, image):
+    prop = _proposal(image, _gt_mask())
+    bad = {"size": [image.height, image.width], "counts": [5, 7]}  # counts do not sum to H x W
+    res = api_client.post(f"/api/proposals/{prop.pk}/accept", {"segmentation": bad}, format="json")
+    assert res.status_code == 400 and "segmentation" in res.json()
+    assert Proposal.objects.get(pk=prop.pk).status == "pending" and not Annotation.objects.exists()
+
+
+def test_reject_keeps_the_row_and_logs_an_event(api_client, image):
+    prop = _proposal(image, _gt_mask())
+    res = api_client.post(f"/api/proposals/{prop.pk}/reject", {"active_ms": 300}, format="json")
+    assert res.status_code == 200 and res.json()["status"] == "rejected"
+    assert AnnotationEvent.objects.filter(kind="proposal_reject", image=image, active_ms=300).count() == 1
+    assert api_client.post(f"/api/proposals/{prop.pk}/accept", {}, format="json").status_code == 409
+    assert api_client.get(f"/api/images/{image.pk}/proposals/?status=rejected").json()[0]["id"] == prop.pk
+
+
+def test_accept_all_above_a_threshold(api_client, project, image):
+    gt = _gt_mask()
+    strong = _proposal(image, gt, predicted_iou=0.97)
+    weak = _proposal(image, 1 - gt, predicted_iou=0.89)
+    res = api_client.post(f"/api/images/{image.pk}/proposals/accept", {"min_predicted_iou": 0.95}, format="json")
+    assert res.status_code == 201, res.content
+    assert [a["origin"] for a in res.json()] == ["prefill_accepted"]
+    assert Proposal.objects.get(pk=strong.pk).status == "accepted"
+    assert Proposal.objects.get(pk=weak.pk).status == "pending"
+    assert api_client.post(f"/api/images/{image.pk}/proposals/accept", {"min_predicted_iou": 1.5},
+                           format="json").status_code == 400
+
+    summary = api_client.get(f"/api/projects/{project.pk}/prefill").json()
+    assert summary["annotations_by_origin"]["prefill_accepted"] == 1
+    assert summary["proposals"] == {"pending": 1, "accepted": 1, "edited": 0, "rejected": 0}
+
+
+def test_settings_are_validated_and_stored_as_overrides(api_client, project):
+    res = api_client.patch(f"/api/projects/{project.pk}/prefill",
+                           {"enabled": False, "params": {"pred_iou_thresh": 0.9, "points_per_side": 16}},
+                           format="json")
+    assert res.status_code == 200, res.content
+    body = res.json()
+    assert body["enabled"] is False and body["params"]["pred_iou_thresh"] == 0.9
+    assert body["params"]["stability_score_thresh"] == 0.95  # defaults filled in
+    assert body["overrides"] == {"pred_iou_thresh": 0.9, "points_per_side": 16}
+    bad = api_client.patch(f"/api/projects/{project.pk}/prefill", {"params": {"pred_iou_thresh": 7}}, format="json")
+    assert bad.status_code == 400 and "pred_iou_thresh" in str(bad.json())
+    unknown = api_client.patch(f"/api/projects/{project.pk}/prefill", {"params": {"bogus": 1}}, format="json")
+    assert unknown.status_code == 400 and "bogus" in str(unknown.json())
+    project.refresh_from_db()
+    assert project.automatic_params == {"pred_iou_thresh": 0.9, "points_per_side": 16}
+
+
+@pytest.mark.parametrize("role,settings_status,decide_status", [
+    ("admin", 200, 201), ("manager", 200, 201), ("annotator", 403, 201), ("reviewer", 403, 403),
+])
+def test_roles(project, image, role, settings_status, decide_status):
+    from rest_framework.test import APIClient
+
+    member = UserFactory()
+    services.project_add_member(project=project, user=member, role=role)
+    client = APIClient()
+    client.force_login(member)
+    prop = _proposal(image, _gt_mask())
+    assert client.patch(f"/api/projects/{project.pk}/prefill", {"enabled": False},
+                        format="json").status_code == settings_status
+    assert client.post(f"/api/proposals/{prop.pk}/accept", {}, format="json").status_code == decide_status
+
+
+def test_another_projects_proposals_do_not_exist(project, image):
+    from rest_framework.test import APIClient
+
+    stranger = UserFactory()
+    client = APIClient()
+    client.force_login(stranger)
+    prop = _proposal(image, _gt_mask())
+    for method, url in [("get", f"/api/proposals/{prop.pk}/"), ("post", f"/api/proposals/{prop.pk}/accept"),
+                        ("post", f"/api/proposals/{prop.pk}/reject"), ("get", f"/api/images/{image.pk}/proposals/"),
+                        ("get", f"/api/projects/{project.pk}/prefill")]:
+        assert getattr(client, method)(url, {}, format="json").status_code == 404, url
+    assert Proposal.objects.get(pk=prop.pk).status == "pending"
+
+
+# ---------------------------------------------------------------- generation with the shipped model
+
+def test_generate_from_the_stored_embedding_of_a_real_photo(user, project, image):
+    services.embedding_compute(image=image)
+    created = prefill.proposals_generate(image=image)
+    image.refresh_from_db()
+    assert image.proposals_status == "ready"
+    assert created, "the shipped model proposed nothing on a GrabCut photo"
+    params = prefill.prefill_params(project=project)
+    for p in created:
+        mask = rle_to_mask(p.rle)
+        assert mask.shape == (image.height, image.width) and int(mask.sum()) == p.area > 0
+        assert p.predicted_iou >= params.pred_iou_thresh and p.stability_score >= params.stability_score_thresh
+        x, y = p.point_coords[0]
+        assert 0 <= x <= image.width and 0 <= y <= image.height
+
+    # A person accepts one and rejects another; a rerun replaces only the pending ones and
+    # proposes neither the accepted mask nor the rejected one again.
+    first, second = created[0], created[1] if len(created) > 1 else None
+    prefill.proposal_accept(proposal_id=first.pk, user=user)
+    if second is not None:
+        prefill.proposal_reject(proposal_id=second.pk, user=user)
+    rerun = prefill.proposals_generate(image=image)
+    again = [rle_to_mask(p.rle) for p in rerun]
+    for decided in [first] + ([second] if second else []):
+        m = rle_to_mask(decided.rle)
+        assert all((np.logical_and(m, a).sum() / np.logical_or(m, a).sum()) < prefill.DUPLICATE_IOU for a in again)
+    assert Proposal.objects.filter(image=image, status="pending").count() == len(rerun)
+    assert Proposal.objects.filter(image=image).exclude(status="pending").count() == (2 if second else 1)
+
+
+def test_a_new_embedding_queues_proposals_only_when_enabled(project, image, django_capture_on_commit_callbacks):
+    from unittest import mock
+
+    with mock.patch("annotator.core.prefill._enqueue") as enqueue:
+        with django_capture_on_commit_callbacks(execute=True):
+            prefill.after_embedding(image_id=image.pk)
+        enqueue.assert_called_once_with([image.pk])
+        assert Image.objects.get(pk=image.pk).proposals_status == "pending"
+        project.prefill_enabled = False
+        project.save()
+        Image.objects.filter(pk=image.pk).update(proposals_status="none")
+        with django_capture_on_commit_callbacks(execute=True):
+            prefill.after_embedding(image_id=image.pk)
+        enqueue.assert_called_once()
+

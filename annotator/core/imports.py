@@ -1,4 +1,5 @@
-"""COCO instances import: masks from other tools become annotations (origin ``imported``).
+"""COCO instances import: masks from other tools become annotations (origin ``imported``)
+or pre-fill proposals (source ``imported``) that annotators accept, fix or reject.
 
 Images are matched by file name; each annotation that cannot be imported is reported with
 its index, id and the reason, and the rest are imported. Stored ``area``/``bbox`` are never
@@ -15,7 +16,7 @@ from django.db import transaction
 
 from engine.rle import RLEError, rle_area, rle_bbox, segmentation_to_rle
 
-from .models import Annotation, Category, Image, Project
+from .models import Annotation, Category, Image, Project, Proposal
 from .services import PALETTE
 
 BATCH = 1000
@@ -103,9 +104,22 @@ def _map_categories(project: Project, entries: list[Any], report: ImportReport) 
     return mapping
 
 
-def coco_import(*, project: Project, user, data: Any,
+MODES = ("annotations", "proposals")
+
+
+def _number(v: Any) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def coco_import(*, project: Project, user, data: Any, mode: str = "annotations",
                 progress: Callable[[int, int], None] | None = None) -> ImportReport:
     """Import the annotations of a COCO instances dict into ``project``.
+
+    ``mode`` ``annotations`` stores them as annotations (origin ``imported``); ``proposals``
+    stores them as pending pre-fill proposals (source ``imported``; ``predicted_iou``,
+    ``stability_score`` and ``point_coords`` kept when the file has them, as SAM's
+    automatic-mask records do), for annotators to accept, fix or reject on the annotate
+    page. Crowd regions (``iscrowd`` 1) are not proposals and are skipped in that mode.
 
     Accepts every COCO segmentation form: polygons, compressed RLE (``counts`` str) and
     uncompressed RLE (``counts`` list, as ``iscrowd`` regions have). ``iscrowd`` is kept.
@@ -118,6 +132,8 @@ def coco_import(*, project: Project, user, data: Any,
         ImportFileError: ``data`` is not an object with ``images`` and ``annotations`` lists
             (e.g. a COCO *results* list, which has no file names to match).
     """
+    if mode not in MODES:
+        raise ImportFileError(f"mode must be one of {', '.join(MODES)}")
     if isinstance(data, list):
         raise ImportFileError("this is a COCO results list (annotations only): it has no images to match "
                               "by file name; wrap it as {\"images\": [...], \"annotations\": [...]}")
@@ -137,7 +153,13 @@ def coco_import(*, project: Project, user, data: Any,
         for pk, image_id, counts in Annotation.objects.filter(
                 image_id__in=[v[0] for v in images.values()]).values_list("id", "image_id", "rle__counts"):
             seen[(image_id, counts)] = f"annotation {pk}"
-        batch: list[Annotation] = []
+        if mode == "proposals":
+            for pk, image_id, counts in Proposal.objects.filter(
+                    image_id__in=[v[0] for v in images.values()], status=Proposal.Status.PENDING
+            ).values_list("id", "image_id", "rle__counts"):
+                seen[(image_id, counts)] = f"pending proposal {pk}"
+        model = Proposal if mode == "proposals" else Annotation
+        batch: list[Annotation | Proposal] = []
         for index, ann in enumerate(anns):
             ann_id = ann.get("id") if isinstance(ann, dict) else None
 
@@ -154,6 +176,9 @@ def coco_import(*, project: Project, user, data: Any,
                                                    if _get(unmatched_ids, image_ref) else "is not in the file's images"))
                 continue
             image_pk, height, width = image
+            if mode == "proposals" and ann.get("iscrowd"):
+                skip("a crowd region (iscrowd 1) is not imported as a proposal")
+                continue
             category = None
             if "category_id" in ann and ann["category_id"] is not None and categories:
                 category = _get(cat_map, ann["category_id"])
@@ -186,20 +211,31 @@ def coco_import(*, project: Project, user, data: Any,
             if (stored_area is not None and stored_area != area) or (
                     isinstance(stored_bbox, list) and [float(v) for v in stored_bbox if isinstance(v, (int, float))] != bbox):
                 report.area_bbox_corrected += 1
-            predicted_iou = ann.get("predicted_iou")
-            batch.append(Annotation(
-                image_id=image_pk, category_id=category, rle=rle, bbox=bbox, area=area,
-                predicted_iou=float(predicted_iou) if isinstance(predicted_iou, (int, float)) else None,
-                origin=Annotation.Origin.IMPORTED, iscrowd=bool(ann.get("iscrowd")), author=user,
-            ))
+            predicted_iou = _number(ann.get("predicted_iou"))
+            if mode == "proposals":
+                points = ann.get("point_coords")
+                points_ok = isinstance(points, list) and all(
+                    isinstance(p, list) and len(p) == 2 and all(_number(v) is not None for v in p) for p in points)
+                batch.append(Proposal(
+                    image_id=image_pk, source=Proposal.Source.IMPORTED, category_id=category, rle=rle, bbox=bbox,
+                    area=area, predicted_iou=predicted_iou, stability_score=_number(ann.get("stability_score")),
+                    point_coords=[[float(x), float(y)] for x, y in points] if points_ok else [],
+                    model_id=str(ann.get("model_id") or "")[:100],
+                ))
+            else:
+                batch.append(Annotation(
+                    image_id=image_pk, category_id=category, rle=rle, bbox=bbox, area=area,
+                    predicted_iou=predicted_iou,
+                    origin=Annotation.Origin.IMPORTED, iscrowd=bool(ann.get("iscrowd")), author=user,
+                ))
             if len(batch) >= BATCH:
-                Annotation.objects.bulk_create(batch)
+                model.objects.bulk_create(batch)
                 report.imported += len(batch)
                 batch = []
                 if progress:
                     progress(index + 1, len(anns))
         if batch:
-            Annotation.objects.bulk_create(batch)
+            model.objects.bulk_create(batch)
             report.imported += len(batch)
     if progress:
         progress(len(anns), len(anns))

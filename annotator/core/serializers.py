@@ -57,8 +57,9 @@ class ExportCreateInput(serializers.Serializer):
 
 class ImportCocoInput(serializers.Serializer):
     file = serializers.FileField(help_text="a COCO instances JSON file")
-    mode = serializers.ChoiceField(choices=["annotations"], required=False, default="annotations",
-                                   help_text="'annotations' (pre-fill proposals: not yet, no proposals model)")
+    mode = serializers.ChoiceField(choices=["annotations", "proposals"], required=False, default="annotations",
+                                   help_text="'annotations', or 'proposals': pre-fill proposals to accept, fix "
+                                             "or reject on the annotate page")
 
 
 # ---------------------------------------------------------------- outputs

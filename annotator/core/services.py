@@ -439,24 +439,23 @@ def export_mark_failed(*, job_id: int, reason: str) -> None:
 
 def annotations_import_coco(*, project: Project, user, data: Any, mode: str = "annotations",
                             progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Import a parsed COCO instances file as annotations (see ``imports.coco_import``).
+    """Import a parsed COCO instances file as annotations or as pre-fill proposals
+    (``mode`` ``annotations`` | ``proposals``; see ``imports.coco_import``).
 
     Returns:
         ``{"imported", "skipped": [{"index", "id", "reason"}], "unmatched_images":
         [{"id", "file_name", "reason"}], "categories_created", "area_bbox_corrected"}``.
 
     Raises:
-        ValidationError: the file is not a COCO instances object, or ``mode`` is not
-            ``annotations`` (pre-fill proposals have no model to go into yet).
+        ValidationError: the file is not a COCO instances object, or an unknown ``mode``.
         permissions.NotAllowed: the user's role may not import.
     """
-    from .imports import ImportFileError, coco_import
+    from .imports import MODES, ImportFileError, coco_import
 
     require_role(user=user, project=project, roles=IMPORT_ROLES, action="import annotations")
-    if mode != "annotations":
-        raise ValidationError({"mode": ["Only 'annotations' is supported: there are no pre-fill proposals "
-                                        "to import into yet."]})
+    if mode not in MODES:
+        raise ValidationError({"mode": [f"Must be one of {', '.join(MODES)}."]})
     try:
-        return coco_import(project=project, user=user, data=data, progress=progress).as_dict()
+        return coco_import(project=project, user=user, data=data, mode=mode, progress=progress).as_dict()
     except ImportFileError as exc:
         raise ValidationError({"file": [str(exc)]}) from exc

@@ -225,3 +225,43 @@ def test_a_new_embedding_queues_proposals_only_when_enabled(project, image, djan
             prefill.after_embedding(image_id=image.pk)
         enqueue.assert_called_once()
 
+
+
+# ---------------------------------------------------------------- import as proposals
+
+def test_real_coco_results_import_as_proposals_then_accept(api_client, user):
+    """The cocoapi results file (real val2014 segmentations, wrapped as an instances file)
+    imported as proposals: every mask becomes a pending proposal, no annotation is made;
+    accepting one gives an annotation with exactly its pixels; a re-import proposes nothing
+    that is already pending or annotated."""
+    import io
+    import json
+
+    from tests.annotator.test_export_import import _cocoapi_as_instances, _project_for
+
+    source = _cocoapi_as_instances()
+    project = _project_for(user, source)
+    buf = io.BytesIO(json.dumps(source).encode())
+    buf.name = "results.json"
+    res = api_client.post(f"/api/projects/{project.pk}/imports/coco", {"file": buf, "mode": "proposals"},
+                          format="multipart")
+    assert res.status_code == 200, res.content
+    report = res.json()
+    assert report["imported"] == 734 and report["skipped"] == []
+    assert not Annotation.objects.filter(image__project=project).exists()
+    proposals = Proposal.objects.filter(image__project=project)
+    assert proposals.count() == 734 and set(proposals.values_list("source", flat=True)) == {"imported"}
+    prop = proposals.order_by("id").first()
+    res = api_client.post(f"/api/proposals/{prop.pk}/accept", {}, format="json")
+    assert res.status_code == 201, res.content
+    ann = Annotation.objects.get(pk=res.json()["id"])
+    assert ann.origin == "prefill_accepted" and ann.category_id == prop.category_id
+    assert np.array_equal(rle_to_mask(ann.rle), rle_to_mask(prop.rle))
+    # Importing the same file again proposes nothing twice.
+    buf.seek(0)
+    again = api_client.post(f"/api/projects/{project.pk}/imports/coco", {"file": buf, "mode": "proposals"},
+                            format="multipart").json()
+    assert again["imported"] == 0 and len(again["skipped"]) == 734
+    reasons = [s["reason"] for s in again["skipped"]]
+    assert sum(f"(annotation {ann.pk})" in r for r in reasons) == 1
+    assert sum("(pending proposal" in r for r in reasons) == 733

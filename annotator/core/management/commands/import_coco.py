@@ -1,4 +1,5 @@
-"""Import a COCO instances JSON file into a project as annotations (origin "imported")."""
+"""Import a COCO instances JSON file into a project as annotations (origin "imported") or as
+pre-fill proposals (``--as-proposals``)."""
 
 import json
 
@@ -19,9 +20,11 @@ class Command(BaseCommand):
         parser.add_argument("--project", type=int, required=True, help="project id")
         parser.add_argument("--file", required=True, help="COCO instances JSON")
         parser.add_argument("--user", required=True, help="username recorded as the author (admin/manager)")
+        parser.add_argument("--as-proposals", action="store_true",
+                            help="store them as pre-fill proposals to accept, fix or reject, not as annotations")
         parser.add_argument("--no-progress", action="store_true")
 
-    def handle(self, *args, project, file, user, no_progress, **options):
+    def handle(self, *args, project, file, user, no_progress, as_proposals=False, **options):
         project_obj = Project.objects.filter(pk=project).first()
         if project_obj is None:
             raise CommandError(f"no project {project}")
@@ -35,8 +38,9 @@ class Command(BaseCommand):
             raise CommandError(f"cannot read {file}: {exc}")
         try:
             with progress_bar("import", "annotation", disable=no_progress) as progress:
-                report = services.annotations_import_coco(project=project_obj, user=author, data=data,
-                                                          progress=progress)
+                report = services.annotations_import_coco(
+                    project=project_obj, user=author, data=data, progress=progress,
+                    mode="proposals" if as_proposals else "annotations")
         except (services.ValidationError, NotAllowed) as exc:
             raise CommandError(str(exc))
         for item in report["unmatched_images"]:

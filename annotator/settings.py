@@ -37,6 +37,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "annotator.core.middleware.CrossOriginIsolationMiddleware",
+    "annotator.core.middleware.RequestSizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -108,10 +109,14 @@ WHITENOISE_ADD_HEADERS_FUNCTION = _static_headers
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
 MEDIA_URL = "/media/"  # never served directly: files go through permission-checked views
 
-# Uploads: a photo up to 50 MB each, requests up to 200 MB; pixels per image capped.
+# Uploads: a photo up to 50 MB each, requests up to 200 MB (413 above), a zip's images up
+# to 200 MB together; pixels per image capped (policy: refused above it with a message,
+# not downscaled: a mask of the original size must fit the browser's memory).
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+ANNOTATOR_MAX_REQUEST_BYTES = int(os.environ.get("ANNOTATOR_MAX_REQUEST_BYTES", 200 * 1024 * 1024))
 ANNOTATOR_MAX_UPLOAD_BYTES = int(os.environ.get("ANNOTATOR_MAX_UPLOAD_BYTES", 50 * 1024 * 1024))
+ANNOTATOR_MAX_ZIP_EXTRACTED_BYTES = int(os.environ.get("ANNOTATOR_MAX_ZIP_EXTRACTED_BYTES", 200 * 1024 * 1024))
 ANNOTATOR_MAX_IMAGE_PIXELS = int(os.environ.get("ANNOTATOR_MAX_IMAGE_PIXELS", 100_000_000))
 ANNOTATOR_MAX_FILES_PER_UPLOAD = 200
 DATA_UPLOAD_MAX_NUMBER_FILES = ANNOTATOR_MAX_FILES_PER_UPLOAD
@@ -149,6 +154,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "annotator.core.exceptions.exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer", "rest_framework.renderers.BrowsableAPIRenderer"],
 }
 SPECTACULAR_SETTINGS = {

@@ -19,6 +19,7 @@ from segment_anything.modeling import Sam
 from segment_anything.utils.transforms import ResizeLongestSide
 
 from .build import EMBED_DIM, EMBED_SIZE, IMAGE_SIZE, LoadedModel
+from .images import to_rgb
 
 EMBEDDING_SHAPE = (1, EMBED_DIM, EMBED_SIZE, EMBED_SIZE)
 
@@ -28,7 +29,9 @@ class ImageError(ValueError):
 
 
 def load_image(source: str | Path | bytes | BinaryIO, max_pixels: int | None = None) -> np.ndarray:
-    """Decode an image file to RGB, with its EXIF orientation applied.
+    """Decode an image file to RGB, with its EXIF orientation applied (first frame of an
+    animation; 16-bit samples scaled to 8 bits and alpha composited over black, as
+    ``engine.images.to_rgb`` does, so the model sees what the browser shows).
 
     Args:
         source: a path, raw bytes, or a binary file object.
@@ -48,7 +51,7 @@ def load_image(source: str | Path | bytes | BinaryIO, max_pixels: int | None = N
             if max_pixels is not None and img.width * img.height > max_pixels:
                 raise ImageError(f"image is {img.width}x{img.height}, over the limit of {max_pixels} pixels")
             img = ImageOps.exif_transpose(img)
-            rgb = img.convert("RGB")
+            rgb = to_rgb(img)  # 16-bit scaled, alpha composited: what the browser shows
             rgb.load()
     except ImageError:
         raise

@@ -82,12 +82,22 @@ class _CheckedImage:
     display_png: bytes | None
 
 
+# What every current browser's <img> shows; other accepted formats (TIFF) get a PNG copy.
+BROWSER_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "GIF"}
+
+
 def _check_image(name: str, data: bytes) -> _CheckedImage:
     """Decode an upload fully; return its size as displayed (EXIF orientation applied).
+
+    A PNG copy for the browser (``display_png``) is made when the stored bytes would not
+    show what the model sees: an EXIF rotation, an animation (its first frame is the
+    image), a format browsers do not show (TIFF), or samples over 8 bits.
 
     Raises:
         ValueError: with a message for the user.
     """
+    from engine.images import to_display_mode
+
     if not data:
         raise ValueError("the file is empty")
     if len(data) > settings.ANNOTATOR_MAX_UPLOAD_BYTES:
@@ -102,30 +112,66 @@ def _check_image(name: str, data: bytes) -> _CheckedImage:
                     f"the image is {img.width}x{img.height} pixels, over the limit of "
                     f"{settings.ANNOTATOR_MAX_IMAGE_PIXELS} pixels; downscale it first"
                 )
+            animated = getattr(img, "n_frames", 1) > 1
             orientation = img.getexif().get(0x0112, 1)
+            deep = img.mode.startswith("I") or img.mode == "F"
             upright = ImageOps.exif_transpose(img)
-            upright.load()  # decodes every pixel: truncated files fail here
+            upright.load()  # decodes every pixel (of the first frame): truncated files fail here
             display_png = None
-            if orientation not in (1, None):
+            if orientation not in (1, None) or animated or deep or fmt not in BROWSER_FORMATS:
                 buf = io.BytesIO()
-                upright.convert("RGBA" if upright.mode in ("RGBA", "LA", "P") else "RGB").save(buf, "PNG")
+                to_display_mode(upright).save(buf, "PNG")
                 display_png = buf.getvalue()
             return _CheckedImage(name, data, upright.width, upright.height, display_png)
     except ValueError:
         raise
     except PILImage.DecompressionBombError as exc:
-        raise ValueError(f"the image is too large to decode safely ({exc})") from exc
+        raise ValueError(
+            f"the image is too large to decode safely, over the limit of "
+            f"{settings.ANNOTATOR_MAX_IMAGE_PIXELS} pixels ({exc})"
+        ) from exc
     except PILImage.UnidentifiedImageError as exc:
         raise ValueError("not a readable image (not a recognised image format)") from exc
-    except (OSError, SyntaxError) as exc:
+    except (OSError, SyntaxError, EOFError) as exc:
         raise ValueError(f"not a readable image ({exc})") from exc
+
+
+def _expand_uploads(files: list[tuple[str, bytes]],
+                    errors: dict[str, list[str]]) -> list[tuple[str, str, bytes]]:
+    """Replace each zip archive among ``files`` by its image members (``uploads.zip_extract``).
+
+    Returns:
+        (error key, file name, bytes): the key of an archive member is
+        ``"<archive>/<member>"``, its file name the member's path.
+    """
+    from .uploads import is_zip, zip_extract
+
+    out: list[tuple[str, str, bytes]] = []
+    limit = settings.ANNOTATOR_MAX_FILES_PER_UPLOAD
+    for name, data in files:
+        name = name or "(unnamed)"
+        if not is_zip(name, data):
+            out.append((name, name, data))
+            continue
+        contents = zip_extract(name=name, data=data,
+                               max_member_bytes=settings.ANNOTATOR_MAX_UPLOAD_BYTES,
+                               max_total_bytes=settings.ANNOTATOR_MAX_ZIP_EXTRACTED_BYTES,
+                               max_members=limit)
+        for key, messages in contents.errors.items():
+            errors.setdefault(key, []).extend(messages)
+        out.extend((f"{name}/{member}", member, content) for member, content in contents.files)
+    if len(out) > limit:
+        errors.setdefault("files", []).append(f"{len(out)} images in one upload; at most {limit}.")
+    return out
 
 
 def images_upload(*, project: Project, files: list[tuple[str, bytes]], user) -> list[Image]:
     """Store uploaded photos and queue their embeddings.
 
-    All files are decoded before anything is stored: if any is bad, none is stored and the
-    error lists each bad file.
+    A ``.zip`` among ``files`` stands for the images inside it (member paths become the
+    file names). All files are decoded before anything is stored: if any is bad, none is
+    stored and the error lists each bad file (``"<archive>/<member>"`` inside archives).
+    Should storing fail midway, the files already written are removed again.
 
     Args:
         files: (file name, bytes) pairs.
@@ -135,32 +181,41 @@ def images_upload(*, project: Project, files: list[tuple[str, bytes]], user) -> 
     """
     if not files:
         raise ValidationError({"files": ["No files were sent."]})
-    checked: list[_CheckedImage] = []
     errors: dict[str, list[str]] = {}
-    for name, data in files:
+    checked: list[_CheckedImage] = []
+    for key, name, data in _expand_uploads(files, errors):
         try:
             checked.append(_check_image(name, data))
         except ValueError as exc:
-            errors.setdefault(name or "(unnamed)", []).append(str(exc))
+            errors.setdefault(key, []).append(str(exc))
     if errors:
         raise ValidationError(errors)
     created: list[Image] = []
-    with transaction.atomic():
-        for item in checked:
-            image = Image(
-                project=project,
-                file_name=item.name[:255],
-                width=item.width,
-                height=item.height,
-                checksum=hashlib.sha256(item.data).hexdigest(),
-            )
-            image.file.save(item.name[-100:] or "image", ContentFile(item.data), save=False)
-            if item.display_png is not None:
-                image.display_file.save(f"{image.checksum[:16]}.png", ContentFile(item.display_png), save=False)
-            image.save()
-            created.append(image)
-        ids = [img.pk for img in created]
-        transaction.on_commit(lambda: _enqueue_embeddings(ids))
+    written: list[Any] = []
+    try:
+        with transaction.atomic():
+            for item in checked:
+                image = Image(
+                    project=project,
+                    file_name=item.name[:255],
+                    width=item.width,
+                    height=item.height,
+                    checksum=hashlib.sha256(item.data).hexdigest(),
+                )
+                base = item.name.rsplit("/", 1)[-1]
+                image.file.save(base[-100:] or "image", ContentFile(item.data), save=False)
+                written.append(image.file)
+                if item.display_png is not None:
+                    image.display_file.save(f"{image.checksum[:16]}.png", ContentFile(item.display_png), save=False)
+                    written.append(image.display_file)
+                image.save()
+                created.append(image)
+            ids = [img.pk for img in created]
+            transaction.on_commit(lambda: _enqueue_embeddings(ids))
+    except BaseException:
+        for stored in written:  # no orphan files for rows that were rolled back
+            stored.delete(save=False)
+        raise
     return created
 
 

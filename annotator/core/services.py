@@ -28,7 +28,9 @@ log = logging.getLogger(__name__)
 
 PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45",
            "#fabed4", "#469990", "#dcbeff", "#9a6324", "#800000", "#aaffc3", "#808000", "#000075"]
-ALLOWED_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF"}
+# MPO: a JPEG with extra images after the first (many phone and stereo cameras); browsers
+# show its first image, as a JPEG.
+ALLOWED_FORMATS = {"JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF", "GIF"}
 
 
 class ValidationError(ValueError):
@@ -83,7 +85,7 @@ class _CheckedImage:
 
 
 # What every current browser's <img> shows; other accepted formats (TIFF) get a PNG copy.
-BROWSER_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "GIF"}
+BROWSER_FORMATS = {"JPEG", "MPO", "PNG", "WEBP", "BMP", "GIF"}
 
 
 def _check_image(name: str, data: bytes) -> _CheckedImage:
@@ -112,7 +114,7 @@ def _check_image(name: str, data: bytes) -> _CheckedImage:
                     f"the image is {img.width}x{img.height} pixels, over the limit of "
                     f"{settings.ANNOTATOR_MAX_IMAGE_PIXELS} pixels; downscale it first"
                 )
-            animated = getattr(img, "n_frames", 1) > 1
+            animated = getattr(img, "n_frames", 1) > 1 and fmt != "MPO"  # MPO shows its first image
             orientation = img.getexif().get(0x0112, 1)
             deep = img.mode.startswith("I") or img.mode == "F"
             upright = ImageOps.exif_transpose(img)

@@ -126,6 +126,8 @@ DATA_UPLOAD_MAX_NUMBER_FILES = ANNOTATOR_MAX_FILES_PER_UPLOAD
 ANNOTATOR_MODEL_NAME = os.environ.get("ANNOTATOR_MODEL_NAME", "default")
 ANNOTATOR_MODEL_CHECKPOINT = os.environ.get("ANNOTATOR_MODEL_CHECKPOINT") or None
 ANNOTATOR_ALLOW_UNTRAINED = _bool("ANNOTATOR_ALLOW_UNTRAINED", True)
+# How long "next image" keeps an image for one annotator without a heartbeat (work queue leases).
+ANNOTATOR_LEASE_SECONDS = int(os.environ.get("ANNOTATOR_LEASE_SECONDS", 600))
 # Real images for the demo and tests (never copied into the repository).
 SHARED_DATA_DIR = Path(os.environ.get("ANNOTATOR_SHARED_DATA", BASE_DIR.parent / "shared" / "data"))
 

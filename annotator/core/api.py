@@ -9,7 +9,7 @@ from django.http import FileResponse, Http404, HttpResponse, HttpResponseNotModi
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
-from rest_framework.exceptions import PermissionDenied
+from rest_framework.exceptions import APIException, PermissionDenied
 from rest_framework.exceptions import ValidationError as DRFValidationError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.renderers import BaseRenderer, JSONRenderer
@@ -20,7 +20,7 @@ from . import selectors, services
 from .exports import coco_chunks
 from .model_runtime import UnknownModel, current_model_id, decoder_path
 from .models import Embedding, Image, ExportJob
-from .permissions import EXPORT_ROLES, NotAllowed, require_role
+from .permissions import EXPORT_ROLES, Action, NotAllowed, require, require_role
 from .serializers import (
     AnnotationCreateInput,
     AnnotationOutput,
@@ -33,6 +33,7 @@ from .serializers import (
     ImageOutput,
     ProjectCreateInput,
     ProjectOutput,
+    ProjectUpdateInput,
 )
 
 LONG_PRIVATE_CACHE = "private, max-age=31536000, immutable"
@@ -54,13 +55,27 @@ class BinaryRenderer(BaseRenderer):
 BINARY_RENDERERS = [JSONRenderer, BinaryRenderer]
 
 
+class Conflict(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The request conflicts with the current state."
+    default_code = "conflict"
+
+
 def _service_call(fn, **kwargs):
+    """Call a service; map its refusals to DRF errors (400, 403, 409 with who holds a lease)."""
+    from .workflow import LeaseConflict, StateConflict
+
     try:
         return fn(**kwargs)
     except services.ValidationError as exc:
         raise DRFValidationError(exc.errors)
     except NotAllowed as exc:
         raise PermissionDenied(str(exc))
+    except LeaseConflict as exc:
+        raise Conflict({"detail": str(exc), "lease": {"holder": exc.holder_name,
+                                                      "expires_at": exc.image.lease_expires_at.isoformat()}})
+    except StateConflict as exc:
+        raise Conflict(str(exc))
 
 
 def _etag_matches(request, etag: str) -> bool:
@@ -120,8 +135,20 @@ class ProjectListView(APIView):
 
 
 class ProjectDetailView(APIView):
+    parser_classes = [JSONParser]
+
     @extend_schema(responses=ProjectOutput)
     def get(self, request, project_id: int):
+        project = selectors.project_get(user=request.user, project_id=project_id)
+        return Response(ProjectOutput(project, context={"model_id": current_model_id()}).data)
+
+    @extend_schema(request=ProjectUpdateInput, responses=ProjectOutput)
+    def patch(self, request, project_id: int):
+        project = selectors.project_get(user=request.user, project_id=project_id)
+        _service_call(require, user=request.user, project=project, action=Action.SETTINGS)
+        data = ProjectUpdateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        _service_call(services.project_update, project=project, user=request.user, **data.validated_data)
         project = selectors.project_get(user=request.user, project_id=project_id)
         return Response(ProjectOutput(project, context={"model_id": current_model_id()}).data)
 
@@ -142,6 +169,7 @@ class ProjectImagesView(APIView):
     )
     def post(self, request, project_id: int):
         project = selectors.project_get(user=request.user, project_id=project_id)
+        _service_call(require, user=request.user, project=project, action=Action.SETTINGS)
         uploads = request.FILES.getlist("files")
         files = [(f.name, f.read()) for f in uploads]
         images = _service_call(services.images_upload, project=project, files=files, user=request.user)
@@ -237,7 +265,7 @@ class AnnotationDetailView(APIView):
     @extend_schema(responses={204: None})
     def delete(self, request, annotation_id: int):
         annotation = selectors.annotation_get(user=request.user, annotation_id=annotation_id)
-        services.annotation_delete(annotation=annotation, user=request.user)
+        _service_call(services.annotation_delete, annotation=annotation, user=request.user)
         return Response(status=204)
 
 
@@ -245,6 +273,7 @@ class ProjectExportCocoView(APIView):
     @extend_schema(responses={(200, "application/json"): OpenApiTypes.OBJECT})
     def get(self, request, project_id: int):
         project = selectors.project_get(user=request.user, project_id=project_id)
+        _service_call(require, user=request.user, project=project, action=Action.EXPORT)
         body = "".join(coco_chunks(project=project))
         response = HttpResponse(body, content_type="application/json")
         response["Content-Disposition"] = f'attachment; filename="project-{project.pk}-coco.json"'

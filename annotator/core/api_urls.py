@@ -1,6 +1,7 @@
 from django.urls import path
 
 from . import api, api_prefill
+from . import api_workflow as work  # team work (issue 5)
 
 urlpatterns = [
     path("models/", api.ModelListView.as_view(), name="api-models"),
@@ -11,6 +12,19 @@ urlpatterns = [
     path("projects/<int:project_id>/export/coco", api.ProjectExportCocoView.as_view(), name="api-export-coco"),
     path("projects/<int:project_id>/exports/", api.ProjectExportsView.as_view(), name="api-project-exports"),
     path("projects/<int:project_id>/imports/coco", api.ProjectImportCocoView.as_view(), name="api-import-coco"),
+    # Team work: queue and leases, done, review, assignment, members, statistics
+    path("projects/<int:project_id>/queue/next", work.QueueNextView.as_view(), name="api-queue-next"),
+    path("projects/<int:project_id>/assign", work.ProjectAssignView.as_view(), name="api-project-assign"),
+    path("projects/<int:project_id>/review/", work.ProjectReviewListView.as_view(), name="api-project-review"),
+    path("projects/<int:project_id>/members/", work.ProjectMembersView.as_view(), name="api-project-members"),
+    path("projects/<int:project_id>/members/<int:user_id>/", work.ProjectMemberDetailView.as_view(),
+         name="api-project-member"),
+    path("projects/<int:project_id>/stats", work.ProjectStatsView.as_view(), name="api-project-stats"),
+    path("projects/<int:project_id>/stats.csv", work.ProjectStatsCsvView.as_view(), name="api-project-stats-csv"),
+    path("images/<int:image_id>/lease", work.ImageLeaseView.as_view(), name="api-image-lease"),
+    path("images/<int:image_id>/done", work.ImageDoneView.as_view(), name="api-image-done"),
+    path("images/<int:image_id>/review", work.ImageReviewView.as_view(), name="api-image-review"),
+    path("annotations/<int:annotation_id>/review", work.AnnotationReviewView.as_view(), name="api-annotation-review"),
     path("exports/<int:export_id>/", api.ExportDetailView.as_view(), name="api-export"),
     path("exports/<int:export_id>/download", api.ExportDownloadView.as_view(), name="api-export-download"),
     path("images/<int:image_id>/", api.ImageDetailView.as_view(), name="api-image"),

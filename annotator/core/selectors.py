@@ -3,15 +3,19 @@ are indistinguishable from missing ones (404)."""
 
 from __future__ import annotations
 
-from django.db.models import Count, QuerySet
+from django.db.models import Count, OuterRef, QuerySet, Subquery, Value
 from django.http import Http404
 
-from .models import Annotation, ExportJob, Image, Project
+from .models import Annotation, ExportJob, Image, Membership, Project
 
 
 def projects_for_user(*, user) -> QuerySet[Project]:
+    """The user's projects, each annotated with ``my_role`` (their role, or None for a site
+    admin who is no member) and ``my_superuser``."""
     qs = Project.objects.all() if user.is_superuser else Project.objects.filter(members=user)
-    return qs.prefetch_related("categories").annotate(image_count=Count("images", distinct=True)).order_by("id")
+    role = Membership.objects.filter(project=OuterRef("pk"), user=user).values("role")[:1]
+    return (qs.prefetch_related("categories").annotate(image_count=Count("images", distinct=True))
+            .annotate(my_role=Subquery(role), my_superuser=Value(user.is_superuser)).order_by("id"))
 
 
 def project_get(*, user, project_id: int) -> Project:
@@ -23,7 +27,8 @@ def project_get(*, user, project_id: int) -> Project:
 
 def images_for_user(*, user) -> QuerySet[Image]:
     qs = Image.objects.all() if user.is_superuser else Image.objects.filter(project__members=user)
-    return qs.select_related("project").prefetch_related("embeddings").annotate(annotation_count=Count("annotations", distinct=True))
+    return (qs.select_related("project", "assignee", "lease_holder", "done_by").prefetch_related("embeddings")
+            .annotate(annotation_count=Count("annotations", distinct=True)))
 
 
 def image_get(*, user, image_id: int) -> Image:
@@ -105,3 +110,7 @@ def prefill_summary(*, project: Project) -> dict:
         "proposals": {s: proposals.get(s, 0) for s in Proposal.Status.values},
         "annotations_by_origin": {s: origins.get(s, 0) for s in Annotation.Origin.values},
     }
+
+
+def members_of(*, project: Project) -> QuerySet[Membership]:
+    return Membership.objects.filter(project=project).select_related("user").order_by("user__username")

@@ -7,7 +7,7 @@ from rest_framework import serializers
 MAX_ID = 2**62
 MAX_ACTIVE_MS = 24 * 3600 * 1000  # a day of active work on one mask is already absurd
 
-from .models import Annotation, Category, ExportJob, Image, Project, Proposal
+from .models import Annotation, Category, ExportJob, Image, ImageReview, Membership, Project, Proposal
 
 
 # ---------------------------------------------------------------- inputs
@@ -15,6 +15,12 @@ from .models import Annotation, Category, ExportJob, Image, Project, Proposal
 class ProjectCreateInput(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     categories = serializers.ListField(child=serializers.CharField(max_length=100), required=False, default=list)
+
+
+class ProjectUpdateInput(serializers.Serializer):
+    name = serializers.CharField(max_length=200, required=False)
+    categories = serializers.ListField(child=serializers.CharField(max_length=100), required=False,
+                                       help_text="names to add (existing ones are kept)")
 
 
 class RLEField(serializers.JSONField):
@@ -74,13 +80,23 @@ class ProjectOutput(serializers.ModelSerializer):
     categories = CategoryOutput(many=True, read_only=True)
     image_count = serializers.IntegerField(read_only=True, default=0)
     model_id = serializers.SerializerMethodField()
+    role = serializers.CharField(source="my_role", read_only=True, default=None,
+                                 help_text="the requesting user's role (null for a site admin who is no member)")
+    actions = serializers.SerializerMethodField(help_text="what the requesting user may do (permissions.Action)")
 
     class Meta:
         model = Project
-        fields = ["id", "name", "model_id", "categories", "image_count", "created_at"]
+        fields = ["id", "name", "model_id", "categories", "image_count", "role", "actions", "created_at"]
 
     def get_model_id(self, obj) -> str:
         return self.context.get("model_id", "")
+
+    def get_actions(self, obj) -> list[str]:
+        from .permissions import ROLE_ACTIONS, Action
+
+        if getattr(obj, "my_superuser", False):
+            return sorted(Action)
+        return sorted(ROLE_ACTIONS.get(getattr(obj, "my_role", None), ()))
 
 
 class ImageOutput(serializers.ModelSerializer):
@@ -88,10 +104,14 @@ class ImageOutput(serializers.ModelSerializer):
     embedding_url = serializers.SerializerMethodField()
     model_id = serializers.SerializerMethodField()
     annotation_count = serializers.IntegerField(read_only=True, default=0)
+    assignee = serializers.CharField(source="assignee.username", read_only=True, default=None)
+    done_by = serializers.CharField(source="done_by.username", read_only=True, default=None)
+    lease = serializers.SerializerMethodField(help_text='{"holder", "expires_at"} while someone holds the image')
 
     class Meta:
         model = Image
         fields = ["id", "project", "file_name", "width", "height", "checksum", "file_url",
+                  "status", "assignee", "lease", "done_by",
                   "embedding_status", "embedding_error", "model_id", "embedding_url",
                   "annotation_count", "proposals_status", "proposals_error", "created_at"]
 
@@ -100,6 +120,13 @@ class ImageOutput(serializers.ModelSerializer):
 
     def get_embedding_url(self, obj) -> str:
         return reverse("api-image-embedding", args=[obj.pk])
+
+    def get_lease(self, obj) -> dict | None:
+        from .workflow import lease_is_active
+
+        if not lease_is_active(obj):
+            return None
+        return {"holder": obj.lease_holder.username, "expires_at": obj.lease_expires_at}
 
     def get_model_id(self, obj) -> str | None:
         ids = [e.model_id for e in obj.embeddings.all()]
@@ -112,20 +139,26 @@ class ImageOutput(serializers.ModelSerializer):
 class ImageDetailOutput(ImageOutput):
     prev_id = serializers.IntegerField(read_only=True, allow_null=True)
     next_id = serializers.IntegerField(read_only=True, allow_null=True)
+    last_review = serializers.SerializerMethodField(help_text="the latest review verdict on the image, or null")
 
     class Meta(ImageOutput.Meta):
-        fields = ImageOutput.Meta.fields + ["prev_id", "next_id"]
+        fields = ImageOutput.Meta.fields + ["prev_id", "next_id", "last_review"]
+
+    def get_last_review(self, obj) -> dict | None:
+        review = obj.reviews.select_related("reviewer").first()
+        return None if review is None else ImageReviewOutput(review).data
 
 
 class AnnotationOutput(serializers.ModelSerializer):
     segmentation = serializers.JSONField(source="rle")
     author = serializers.CharField(source="author.username", read_only=True)
+    reviewed_by = serializers.CharField(source="reviewed_by.username", read_only=True, default=None)
 
     class Meta:
         model = Annotation
         fields = ["id", "image", "category", "segmentation", "bbox", "area", "prompts", "predicted_iou",
-                  "candidate_index", "model_id", "origin", "review_status", "iscrowd", "author", "version",
-                  "created_at", "updated_at"]
+                  "candidate_index", "model_id", "origin", "review_status", "review_comment", "reviewed_by",
+                  "reviewed_at", "iscrowd", "author", "version", "created_at", "updated_at"]
 
 
 class ExportOutput(serializers.ModelSerializer):
@@ -139,6 +172,99 @@ class ExportOutput(serializers.ModelSerializer):
 
     def get_download_url(self, obj) -> str | None:
         return reverse("api-export-download", args=[obj.pk]) if obj.status == ExportJob.Status.DONE else None
+
+
+# ---------------------------------------------------------------- team work (queue, review, members, stats)
+
+class LeaseOutput(serializers.Serializer):
+    image = serializers.IntegerField(source="pk")
+    holder = serializers.CharField(source="lease_holder.username")
+    expires_at = serializers.DateTimeField(source="lease_expires_at")
+    lease_seconds = serializers.SerializerMethodField()
+
+    def get_lease_seconds(self, obj) -> int:
+        from django.conf import settings
+
+        return settings.ANNOTATOR_LEASE_SECONDS
+
+
+class AssignInput(serializers.Serializer):
+    images = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=MAX_ID), min_length=1,
+                                   max_length=100000)
+    user = serializers.IntegerField(allow_null=True, min_value=1, max_value=MAX_ID,
+                                    help_text="the annotator's user id; null = open to every annotator")
+
+
+class MaskDecisionInput(serializers.Serializer):
+    id = serializers.IntegerField(min_value=1, max_value=MAX_ID)
+    status = serializers.ChoiceField(choices=["approved", "rejected"])
+    comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
+
+
+class ImageReviewInput(serializers.Serializer):
+    decision = serializers.ChoiceField(choices=["approve", "reject"])
+    comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
+    annotations = MaskDecisionInput(many=True, required=False, default=list)
+
+
+class AnnotationReviewInput(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["approved", "rejected"])
+    comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
+
+
+class ImageReviewOutput(serializers.ModelSerializer):
+    reviewer = serializers.CharField(source="reviewer.username", read_only=True)
+    annotator = serializers.CharField(source="annotator.username", read_only=True, default=None)
+
+    class Meta:
+        model = ImageReview
+        fields = ["id", "image", "decision", "comment", "reviewer", "annotator", "created_at"]
+
+
+class MemberInput(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    role = serializers.ChoiceField(choices=Membership.Role.choices, default=Membership.Role.ANNOTATOR)
+
+
+class MemberUpdateInput(serializers.Serializer):
+    role = serializers.ChoiceField(choices=Membership.Role.choices)
+
+
+class MemberOutput(serializers.ModelSerializer):
+    user = serializers.IntegerField(source="user_id", read_only=True)
+    username = serializers.CharField(source="user.username", read_only=True)
+
+    class Meta:
+        model = Membership
+        fields = ["user", "username", "role"]
+
+
+class StatsRowOutput(serializers.Serializer):
+    key = serializers.CharField(required=False, help_text="username, UTC date (YYYY-MM-DD) or model id")
+    masks = serializers.IntegerField()
+    images = serializers.IntegerField()
+    masks_per_image = serializers.FloatField(allow_null=True)
+    seconds_per_mask_median = serializers.FloatField(allow_null=True)
+    seconds_per_mask_p90 = serializers.FloatField(allow_null=True)
+    active_seconds = serializers.FloatField()
+    masks_per_hour = serializers.FloatField(allow_null=True)
+    clicks = serializers.IntegerField()
+    clicks_per_mask = serializers.FloatField(allow_null=True)
+    edits = serializers.IntegerField()
+    prefill_accepted = serializers.IntegerField()
+    prefill_edited = serializers.IntegerField()
+    prefill_rejected = serializers.IntegerField()
+    prefill_acceptance_rate = serializers.FloatField(allow_null=True)
+    reviewed = serializers.IntegerField()
+    review_rejected = serializers.IntegerField()
+    review_rejection_rate = serializers.FloatField(allow_null=True)
+
+
+class StatsOutput(serializers.Serializer):
+    group_by = serializers.ChoiceField(choices=["user", "day", "model"])
+    columns = serializers.ListField(child=serializers.CharField())
+    rows = StatsRowOutput(many=True)
+    total = StatsRowOutput(help_text="the same columns over all events (its key is empty)")
 
 
 class ImportSkipOutput(serializers.Serializer):

@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 from PIL import Image as PILImage
 from PIL import ImageOps
 
@@ -65,6 +66,31 @@ def project_create(*, name: str, user, categories: Iterable[str] = ()) -> Projec
         if cat and cat not in seen:
             seen.add(cat)
             Category.objects.create(project=project, name=cat, color=PALETTE[i % len(PALETTE)])
+    return project
+
+
+@transaction.atomic
+def project_update(*, project: Project, user, name: str | None = None, categories: Iterable[str] = ()) -> Project:
+    """Rename a project and add label categories (existing ones stay: masks refer to them).
+
+    Raises:
+        ValidationError: an empty name.
+        permissions.NotAllowed: the role may not change settings.
+    """
+    from .permissions import Action, require
+
+    require(user=user, project=project, action=Action.SETTINGS)
+    if name is not None:
+        if not name.strip():
+            raise ValidationError({"name": ["A project needs a name."]})
+        project.name = name.strip()
+        project.save(update_fields=["name"])
+    existing = set(project.categories.values_list("name", flat=True))
+    for cat in categories:
+        cat = cat.strip()
+        if cat and cat not in existing:
+            Category.objects.create(project=project, name=cat, color=PALETTE[len(existing) % len(PALETTE)])
+            existing.add(cat)
     return project
 
 
@@ -353,7 +379,12 @@ def annotation_create(*, image: Image, user, segmentation: Any, category: int | 
 
     Raises:
         ValidationError: bad RLE (undecodable, wrong size, empty), category or prompts.
+        permissions.NotAllowed, workflow.StateConflict, workflow.LeaseConflict: the user may
+            not change this image's masks now (``workflow.image_check_annotatable``).
     """
+    from .workflow import image_lock_for_write
+
+    image_lock_for_write(user=user, image_id=image.pk)
     rle, bbox, area = _clean_mask(segmentation, image)
     clean_prompts, counts = _clean_prompts(prompts, image.width, image.height)
     annotation = Annotation.objects.create(
@@ -375,17 +406,30 @@ def annotation_update(*, annotation_id: int, user, version: int, segmentation: A
                       active_ms: int | None = None) -> Annotation:
     """Edit an annotation if nobody changed it since ``version``.
 
+    A change of the mask or its category sends a reviewed mask back to ``pending`` (unless
+    the same edit sets ``review_status``). A review-only edit needs the review right, any
+    other the right to annotate the image now; setting approved/rejected logs a review event.
+
     Raises:
         VersionConflict: the stored version differs (carries the current annotation).
         ValidationError: as in :func:`annotation_create`; an unknown ``review_status``.
         permissions.NotAllowed: ``review_status`` set by a role that may not review.
+        workflow.StateConflict, workflow.LeaseConflict: as in :func:`annotation_create`.
     """
+    from .workflow import image_lock_for_write, log_review_event
+
+    edits = (segmentation, category, prompts, predicted_iou, candidate_index)
+    # The image row first (as creating and reviewing do), then the annotation: one lock order.
+    image_id = Annotation.objects.filter(pk=annotation_id).values_list("image_id", flat=True).get()
+    if any(v is not _UNSET for v in edits):
+        image_lock_for_write(user=user, image_id=image_id)
     annotation = Annotation.objects.select_for_update().select_related("image").get(pk=annotation_id)
     if annotation.version != version:
         raise VersionConflict(annotation)
-    if all(v is _UNSET for v in (segmentation, category, prompts, predicted_iou, candidate_index, review_status)):
+    if all(v is _UNSET for v in (*edits, review_status)):
         return annotation  # nothing to change: keep the version, so nobody else gets a 409 for nothing
     counts = {"positive": 0, "negative": 0, "boxes": 0}
+    reviewed_before = annotation.review_status
     if segmentation is not _UNSET:
         annotation.rle, annotation.bbox, annotation.area = _clean_mask(segmentation, annotation.image)
     if category is not _UNSET:
@@ -401,14 +445,30 @@ def annotation_update(*, annotation_id: int, user, version: int, segmentation: A
             raise ValidationError({"review_status": [f"Must be one of {', '.join(Annotation.ReviewStatus.values)}."]})
         require_role(user=user, project=annotation.image.project_id, roles=REVIEW_ROLES, action="review annotations")
         annotation.review_status = review_status
+        annotation.reviewed_by = user
+        annotation.reviewed_at = timezone.now()
+    elif (segmentation is not _UNSET or category is not _UNSET) and reviewed_before != Annotation.ReviewStatus.PENDING:
+        annotation.review_status = Annotation.ReviewStatus.PENDING  # changed: to be reviewed again
     annotation.version += 1
     annotation.save()
-    _log_event(AnnotationEvent.Kind.EDIT, annotation, user, counts, active_ms)
+    if any(v is not _UNSET for v in edits):
+        _log_event(AnnotationEvent.Kind.EDIT, annotation, user, counts, active_ms)
+    if review_status is not _UNSET and review_status != Annotation.ReviewStatus.PENDING:
+        log_review_event(annotation, user, review_status)
     return annotation
 
 
 @transaction.atomic
 def annotation_delete(*, annotation: Annotation, user) -> None:
+    """Delete a mask; log an annotation event.
+
+    Raises:
+        permissions.NotAllowed, workflow.StateConflict, workflow.LeaseConflict: as in
+            :func:`annotation_create`.
+    """
+    from .workflow import image_lock_for_write
+
+    image_lock_for_write(user=user, image_id=annotation.image_id)
     _log_event(AnnotationEvent.Kind.DELETE, annotation, user, {}, None)
     annotation.delete()
 

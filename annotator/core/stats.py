@@ -10,8 +10,8 @@ Definitions (one group = one annotator, one UTC day or one model version):
 - ``seconds_per_mask_median`` / ``_p90``: over the saved masks that carry ``active_ms``
   (browser-measured, first prompt to save, idle gaps over 30 s removed); percentiles by
   linear interpolation (numpy's default).
-- ``active_seconds``: ``active_ms`` summed over saves and edits; ``masks_per_hour`` =
-  masks / active hours.
+- ``active_seconds``: ``active_ms`` summed over saves, edits and proposal rejections;
+  ``masks_per_hour`` = masks / active hours.
 - ``clicks_per_mask``: (positive + negative clicks + boxes) of the saves / masks.
 - ``prefill_acceptance_rate``: pre-fill proposals accepted as they were or after an edit
   (saves with origin ``prefill_accepted`` / ``prefill_edited``) over proposals decided
@@ -123,6 +123,7 @@ def _add(g: _Group, ev: dict[str, Any]) -> None:
         g.active_ms += ev["active_ms"] or 0
     elif kind == PROPOSAL_REJECT:
         g.rejected += 1
+        g.active_ms += ev["active_ms"] or 0
     elif kind in (E.REVIEW_APPROVE, E.REVIEW_REJECT):
         g.reviewed += 1
         g.review_rejected += kind == E.REVIEW_REJECT

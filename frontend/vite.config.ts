@@ -37,7 +37,7 @@ export default defineConfig({
     sourcemap: true,
     chunkSizeWarningLimit: 2048,
     rolldownOptions: {
-      input: { annotate: resolve(here, 'src/annotate.ts') },
+      input: { annotate: resolve(here, 'src/annotate.ts'), dashboard: resolve(here, 'src/dashboard.ts') },
       output: {
         entryFileNames: '[name].js',
         chunkFileNames: '[name].js',

@@ -1,6 +1,7 @@
 from django.contrib import admin
 
-from .models import Annotation, AnnotationEvent, Category, Embedding, ExportJob, Image, Membership, Project
+from .models import (Annotation, AnnotationEvent, Category, Embedding, ExportJob, Image, ImageReview, Membership,
+                     Project)
 
 
 class CategoryInline(admin.TabularInline):
@@ -21,8 +22,24 @@ class ProjectAdmin(admin.ModelAdmin):
 
 @admin.register(Image)
 class ImageAdmin(admin.ModelAdmin):
-    list_display = ["id", "project", "file_name", "width", "height", "embedding_status"]
-    list_filter = ["embedding_status", "project"]
+    list_display = ["id", "project", "file_name", "width", "height", "embedding_status", "status", "assignee",
+                    "lease_holder", "lease_expires_at", "done_by"]
+    list_filter = ["embedding_status", "status", "project"]
+    raw_id_fields = ["assignee", "lease_holder", "done_by"]
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ["id", "project", "user", "role"]
+    list_filter = ["role", "project"]
+    search_fields = ["user__username", "project__name"]
+
+
+@admin.register(ImageReview)
+class ImageReviewAdmin(admin.ModelAdmin):
+    list_display = ["id", "image", "decision", "reviewer", "annotator", "created_at"]
+    list_filter = ["decision"]
+    raw_id_fields = ["image"]
 
 
 @admin.register(Annotation)
@@ -33,7 +50,14 @@ class AnnotationAdmin(admin.ModelAdmin):
 
 
 admin.site.register(Embedding)
-admin.site.register(AnnotationEvent)
+
+
+@admin.register(AnnotationEvent)
+class AnnotationEventAdmin(admin.ModelAdmin):
+    list_display = ["id", "kind", "user", "project", "image_id", "annotation_id", "model_id", "origin",
+                    "positive_clicks", "negative_clicks", "boxes", "active_ms", "mask_author", "created_at"]
+    list_filter = ["kind", "origin", "project"]
+    raw_id_fields = ["image"]
 
 
 @admin.register(ExportJob)

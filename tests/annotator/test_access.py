@@ -49,6 +49,8 @@ GLOBAL_ENDPOINTS = {
 PAGES = {
     "project-list": ("/", 302),
     "annotate": ("/projects/{project_id}/annotate/", 302),
+    "dashboard": ("/projects/{project_id}/dashboard/", 302),
+    "review": ("/projects/{project_id}/review/", 302),
     "login": ("/accounts/login/", 200),
     "logout": ("/accounts/logout/", 405),  # POST only
     "api-schema": ("/api/schema/", 403),
@@ -194,6 +196,8 @@ def test_pages_of_another_project_are_404(api_client, user, world):
     client = Client()
     client.force_login(user)
     assert client.get(f"/projects/{ids['project_id']}/annotate/").status_code == 404
+    assert client.get(f"/projects/{ids['project_id']}/dashboard/").status_code == 404
+    assert client.get(f"/projects/{ids['project_id']}/review/").status_code == 404
     assert f"/projects/{ids['project_id']}/annotate/".encode() not in client.get("/").content
     assert client.get("/api/schema/").status_code == 200
 

@@ -18,6 +18,27 @@ export interface Project {
   model_id: string;
   categories: Category[];
   image_count: number;
+  /** The user's role in the project (null: a site admin who is no member) and what it allows. */
+  role?: 'admin' | 'manager' | 'reviewer' | 'annotator' | null;
+  actions?: string[];
+}
+
+/** Work-queue state of an image (docs/api.md "Work queue"). */
+export type WorkStatus = 'new' | 'in_progress' | 'done' | 'reviewed' | 'rejected';
+
+export interface Lease {
+  holder: string;
+  expires_at: string;
+}
+
+export interface ImageReview {
+  id: number;
+  image: number;
+  decision: 'approved' | 'rejected';
+  comment: string;
+  reviewer: string;
+  annotator: string | null;
+  created_at: string;
 }
 
 export type EmbeddingStatus = 'pending' | 'ready' | 'failed';
@@ -40,6 +61,13 @@ export interface ImageInfo {
   proposals_error?: string;
   next_id?: number | null;
   prev_id?: number | null;
+  status?: WorkStatus;
+  assignee?: string | null;
+  done_by?: string | null;
+  /** Who holds the image now (work queue lease), or null. */
+  lease?: Lease | null;
+  /** Image detail only: the latest review verdict, or null. */
+  last_review?: ImageReview | null;
 }
 
 export interface ModelInfo {
@@ -72,6 +100,9 @@ export interface Annotation extends AnnotationCreate {
   author: string | number | null;
   version: number;
   origin?: 'manual' | 'prefill_accepted' | 'prefill_edited' | 'imported';
+  review_status?: 'pending' | 'approved' | 'rejected';
+  review_comment?: string;
+  reviewed_by?: string | null;
   created_at: string;
   updated_at: string;
 }
@@ -227,6 +258,17 @@ export const rejectProposal = (proposalId: number, activeMs: number | null): Pro
   json(`proposals/${proposalId}/reject`, jsonBody('POST', { active_ms: activeMs }));
 export const acceptProposalsAbove = (imageId: number, minPredictedIou: number, category: number | null | undefined): Promise<Annotation[]> =>
   json(`images/${imageId}/proposals/accept`, jsonBody('POST', category === undefined ? { min_predicted_iou: minPredictedIou } : { min_predicted_iou: minPredictedIou, category }));
+
+/** The next image of the user's queue, leased to them; null when the queue is empty (204). */
+export const queueNext = (projectId: number): Promise<ImageInfo | null> => json(`projects/${projectId}/queue/next`, { method: 'POST' });
+/** Take or renew (heartbeat) the image's lease; 409 (ApiError, body.lease) when someone else holds it. */
+export const acquireLease = (imageId: number): Promise<Lease & { image: number; lease_seconds: number }> =>
+  json(`images/${imageId}/lease`, { method: 'POST' });
+/** Give the lease back; `keepalive` lets it finish while the page unloads. */
+export const releaseLease = (imageId: number, keepalive = false): Promise<null> =>
+  json(`images/${imageId}/lease`, { method: 'DELETE', keepalive });
+/** The annotator's "Done": the image waits for review. */
+export const markDone = (imageId: number): Promise<ImageInfo> => json(`images/${imageId}/done`, { method: 'POST' });
 
 /** The decoder ONNX URL of a model (what the worker fetches itself). */
 export const decoderUrl = (model: ModelInfo): string => url(model.decoder_url);

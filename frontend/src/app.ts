@@ -42,7 +42,10 @@ import {
   type SavedMask,
   type Step,
 } from './store';
+import './work.css';
 import { Panel } from './ui';
+import { ActiveTimer } from './lib/activity';
+import { WorkBar, WorkSession } from './work';
 
 export const WASM_PATHS = '/static/app/ort/';
 const POLL_MS = [500, 1000, 1000, 2000, 2000, 3000];
@@ -74,30 +77,13 @@ function errorText(e: unknown): string {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** Wall time spent on the current mask while the tab is visible (the `active_ms` field). */
-class ActiveTimer {
-  private startedAt: number | null = null;
-  private acc = 0;
-  start(): void {
-    if (this.startedAt === null && document.visibilityState === 'visible') this.startedAt = performance.now();
-  }
-  pause(): void {
-    if (this.startedAt !== null) this.acc += performance.now() - this.startedAt;
-    this.startedAt = null;
-  }
-  reset(): void {
-    this.acc = 0;
-    this.startedAt = null;
-  }
-  ms(): number {
-    return Math.round(this.acc + (this.startedAt !== null ? performance.now() - this.startedAt : 0));
-  }
-}
 
 export class AnnotateApp {
   readonly store = new Store();
   private readonly bridge = new DecoderBridge();
+  /** Active time on the current mask: first prompt to save, idle gaps over 30 s removed. */
   private readonly active = new ActiveTimer();
+  private readonly work = new WorkSession(this.store);
   /** Time on the focused proposal, for the `active_ms` of an accept or reject. */
   private readonly proposalClock = new ActiveTimer();
   /** Proposals with an accept/reject request in flight (a second key press is ignored). */
@@ -141,13 +127,21 @@ export class AnnotateApp {
     });
     const body = document.createElement('div');
     body.className = 'body';
-    root.replaceChildren(panel.toolbar, body, panel.status);
+    const workBar = new WorkBar(this.store, () => void this.finishImage());
+    root.replaceChildren(panel.toolbar, workBar.element, body, panel.status);
     new CanvasView(body, this.store, {
       onClick: (x, y, negative, ts) => this.addPoint(x, y, negative, ts),
       onDrag: (x0, y0, x1, y1, done, ts) => this.dragBox(x0, y0, x1, y1, done, ts),
     });
     body.append(panel.side);
     document.addEventListener('keydown', (ev) => this.onKey(ev));
+    // Every input is activity: the active timers count the time between inputs, not idle gaps.
+    for (const type of ['pointerdown', 'pointermove', 'keydown', 'wheel'] as const) {
+      document.addEventListener(type, () => {
+        this.active.touch();
+        this.proposalClock.touch();
+      }, { capture: true, passive: true });
+    }
     document.addEventListener('visibilitychange', () => {
       if (document.visibilityState === 'hidden') this.active.pause();
       else if (this.store.get().steps.length) this.active.start();
@@ -245,6 +239,7 @@ export class AnnotateApp {
       steps: [],
       message: bad.length ? { kind: 'error', text: `Cannot draw annotation ${bad.join(', ')}: its RLE does not decode to ${info.height}x${info.width}.` } : null,
     });
+    void this.work.enter(info);
     void this.loadProposals(info, stale);
     await this.ensureEmbedding(info, stale);
     if (!stale() && this.store.get().embedding.phase === 'ready') void this.prefetch(info.next_id ?? null);
@@ -307,6 +302,31 @@ export class AnnotateApp {
     } catch (e) {
       // Not user-facing: opening that image retries and reports properly.
       console.warn(`prefetch of image ${nextId} failed: ${errorText(e)}`);
+    }
+  }
+
+  /** "Done": the image goes to review; the queue's next image opens. */
+  private async finishImage(): Promise<void> {
+    const s = this.store.get();
+    const image = s.image;
+    if (!image || s.work.finishing) return;
+    if ((chosenMask(s)?.area ?? 0) > 0) {
+      this.store.set({ message: { kind: 'error', text: 'This mask is not saved: save it (Enter) or clear it (Esc) first.' } });
+      return;
+    }
+    try {
+      const next = await this.work.done(image.id);
+      if (next) {
+        await this.openImage(next.id);
+        this.store.set({ message: { kind: 'info', text: `Image #${image.id} done; next from your queue: #${next.id}.` } });
+      } else {
+        this.store.set((now) => ({
+          image: now.image ? { ...now.image, status: 'done' } : now.image,
+          message: { kind: 'info', text: `Image #${image.id} done. Your queue is empty: nothing left to annotate.` },
+        }));
+      }
+    } catch (e) {
+      this.store.set({ message: { kind: 'error', text: `Done failed: ${errorText(e)}` } });
     }
   }
 

@@ -65,6 +65,20 @@ export interface AnnotateState {
   prefillThreshold: number;
   /** The image's pre-fill generation as last seen ('loading' while listing). */
   proposalsStatus: 'none' | 'pending' | 'running' | 'ready' | 'failed' | 'loading';
+  /** The work-queue lease on the current image, as this page knows it (work.ts). */
+  work: WorkState;
+}
+
+export interface WorkState {
+  /** 'mine': this page holds the lease; 'other': someone else does (saves get 409);
+   *  'none': no lease (done/reviewed images, or a role that does not annotate). */
+  lease: 'none' | 'mine' | 'other';
+  holder: string | null;
+  until: string | null;
+  /** Why there is no lease of ours (e.g. "assigned to bob"), shown in the work bar. */
+  note: string | null;
+  /** A "Done" request in flight. */
+  finishing: boolean;
 }
 
 export const initialState: AnnotateState = {
@@ -87,6 +101,7 @@ export const initialState: AnnotateState = {
   shadeUncovered: false,
   prefillThreshold: 0.95,
   proposalsStatus: 'none',
+  work: { lease: 'none', holder: null, until: null, note: null, finishing: false },
 };
 
 export type Listener = (state: AnnotateState, prev: AnnotateState) => void;

@@ -233,13 +233,19 @@ export class Panel {
         const cat = categoryById(s, a.category);
         const del = h('button', { class: 'icon-btn', title: 'Delete annotation', 'aria-label': 'Delete annotation' }, '×');
         del.onclick = () => this.actions.deleteAnnotation(a.id);
+        // A reviewer's verdict and reason (issue 5), under the row.
+        const review = a.review_status && a.review_status !== 'pending'
+          ? h('span', { class: `review ${a.review_status}`, title: a.reviewed_by ? `by ${a.reviewed_by}` : '' },
+            a.review_status + (a.review_comment ? `: ${a.review_comment}` : ''))
+          : null;
         return h(
           'li',
-          { 'data-annotation-id': a.id },
+          { 'data-annotation-id': a.id, 'data-review-status': a.review_status ?? 'pending' },
           h('span', { class: 'swatch', style: `background:${cat?.color ?? '#999'}` }),
-          h('span', { class: 'name' }, cat?.name ?? `category ${a.category}`),
+          h('span', { class: 'name' }, cat?.name ?? (a.category === null ? 'unlabelled' : `category ${a.category}`)),
           h('span', { class: 'muted' }, `${a.area} px · IoU ${a.predicted_iou?.toFixed(2) ?? '–'}`),
           del,
+          review,
         );
       }),
     );

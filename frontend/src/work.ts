@@ -1,0 +1,149 @@
+/**
+ * Team work on the annotate page: the lease on the open image (taken on open, renewed by a
+ * heartbeat, given back on leaving the image or the page), "Done" (the image goes to
+ * review, the queue gives the next one), and the work bar that shows the image's state —
+ * a reviewer's rejection comment, who else holds it. docs/api.md "Work queue".
+ */
+import { acquireLease, ApiError, markDone, queueNext, releaseLease, type ImageInfo, type Lease } from './api';
+import type { AnnotateState, Store, WorkState } from './store';
+
+const HEARTBEAT_MS = 60_000;
+const WORKABLE = new Set(['new', 'in_progress', 'rejected']);
+
+function canAnnotate(s: AnnotateState): boolean {
+  return s.project?.actions?.includes('annotate') ?? false;
+}
+
+function leaseFromError(e: unknown): Lease | null {
+  if (!(e instanceof ApiError) || e.status !== 409) return null;
+  const lease = (e.body as { lease?: Lease } | null)?.lease;
+  return lease ?? null;
+}
+
+export class WorkSession {
+  /** The image whose lease this page holds, if any. */
+  private held: number | null = null;
+  private heartbeat: ReturnType<typeof setInterval> | null = null;
+
+  constructor(private readonly store: Store) {
+    // Leaving the page gives the lease back at once (else it lapses after its duration).
+    window.addEventListener('pagehide', () => {
+      if (this.held !== null) void releaseLease(this.held, true).catch(() => undefined);
+      this.held = null;
+    });
+  }
+
+  private setWork(patch: Partial<WorkState>): void {
+    this.store.set((s) => ({ work: { ...s.work, ...patch } }));
+  }
+
+  /** The image was opened: give back the previous lease, take this one if we may work on it. */
+  async enter(image: ImageInfo): Promise<void> {
+    if (this.held !== null && this.held !== image.id) {
+      const prev = this.held;
+      this.held = null;
+      void releaseLease(prev).catch(() => undefined);
+    }
+    this.stopHeartbeat();
+    const s = this.store.get();
+    const other = image.lease ?? null;
+    this.setWork({ lease: 'none', holder: other?.holder ?? null, until: other?.expires_at ?? null, note: null });
+    if (!canAnnotate(s) || !WORKABLE.has(image.status ?? 'new')) return;
+    await this.take(image.id);
+    if (this.held === image.id) this.heartbeat = setInterval(() => void this.take(image.id), HEARTBEAT_MS);
+  }
+
+  private async take(imageId: number): Promise<void> {
+    try {
+      const lease = await acquireLease(imageId);
+      if (this.store.get().image?.id !== imageId) {
+        void releaseLease(imageId).catch(() => undefined); // navigated away meanwhile
+        return;
+      }
+      this.held = imageId;
+      this.setWork({ lease: 'mine', holder: lease.holder, until: lease.expires_at, note: null });
+    } catch (e) {
+      if (this.store.get().image?.id !== imageId) return;
+      this.held = null;
+      this.stopHeartbeat();
+      const lease = leaseFromError(e);
+      if (lease) this.setWork({ lease: 'other', holder: lease.holder, until: lease.expires_at, note: null });
+      else this.setWork({ lease: 'none', note: e instanceof ApiError ? e.message : String(e) });
+    }
+  }
+
+  private stopHeartbeat(): void {
+    if (this.heartbeat !== null) clearInterval(this.heartbeat);
+    this.heartbeat = null;
+  }
+
+  /** "Done": the image goes to review; resolves to the next image of the queue (null: empty). */
+  async done(imageId: number): Promise<ImageInfo | null> {
+    this.setWork({ finishing: true });
+    try {
+      await markDone(imageId);
+      if (this.held === imageId) this.held = null;
+      this.stopHeartbeat();
+      return await queueNext(this.store.get().project?.id ?? 0);
+    } finally {
+      this.setWork({ finishing: false });
+    }
+  }
+}
+
+function el<K extends keyof HTMLElementTagNameMap>(tag: K, cls: string, id?: string): HTMLElementTagNameMap[K] {
+  const e = document.createElement(tag);
+  e.className = cls;
+  if (id) e.id = id;
+  return e;
+}
+
+function hhmm(iso: string | null): string {
+  if (!iso) return '';
+  const d = new Date(iso);
+  return Number.isNaN(d.getTime()) ? iso : d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+}
+
+/** The bar under the toolbar: the image's work state, the reviewer's comment, and "Done". */
+export class WorkBar {
+  readonly element = el('div', 'work-bar', 'work-bar');
+  private readonly state = el('span', 'work-state', 'work-state');
+  private readonly review = el('span', 'review-banner', 'review-banner');
+  private readonly doneBtn = el('button', 'btn primary', 'done-btn');
+
+  constructor(store: Store, onDone: () => void) {
+    this.review.hidden = true;
+    this.doneBtn.textContent = 'Done ✓ next image';
+    this.doneBtn.title = 'This image is finished: send it to review and open the next image of your queue';
+    this.doneBtn.onclick = () => onDone();
+    this.doneBtn.addEventListener('mousedown', (ev) => ev.preventDefault()); // keep Enter for saving
+    this.element.append(this.state, this.review, this.doneBtn);
+    store.subscribe((s, prev) => {
+      if (s.image !== prev.image || s.work !== prev.work || s.project !== prev.project) this.render(s);
+    });
+  }
+
+  private render(s: AnnotateState): void {
+    const img = s.image;
+    const w = s.work;
+    const status = img?.status ?? 'new';
+    this.element.dataset['status'] = status;
+    this.element.dataset['lease'] = w.lease;
+    let text = `Image ${status.replace('_', ' ')}`;
+    if (w.lease === 'mine') text += ` · yours until ${hhmm(w.until)}`;
+    else if (w.lease === 'other') text += ` · ${w.holder} is working on it until ${hhmm(w.until)}: your changes would be refused`;
+    else if (w.note) text += ` · ${w.note}`;
+    if (status === 'done') text += ' · waiting for review';
+    if (img?.assignee) text += ` · assigned to ${img.assignee}`;
+    this.state.textContent = text;
+    this.element.classList.toggle('conflict', w.lease === 'other');
+    // A rejection stays visible until the annotator marks the image done again.
+    const r = img?.last_review;
+    const showRejection = r?.decision === 'rejected' && (status === 'rejected' || status === 'in_progress' || status === 'new');
+    this.review.hidden = !showRejection;
+    this.review.textContent = showRejection ? `Rejected by ${r.reviewer}: ${r.comment}` : '';
+    const mayFinish = canAnnotate(s) && WORKABLE.has(status) && w.lease !== 'other';
+    this.doneBtn.hidden = !canAnnotate(s);
+    this.doneBtn.disabled = !img || !mayFinish || w.finishing || s.saving;
+  }
+}

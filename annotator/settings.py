@@ -158,6 +158,13 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
+else:
+    # A task whose worker died without acknowledging it goes back to the queue after this
+    # long (Redis has no connection-bound acks); checked every few seconds by live workers.
+    _visibility = int(os.environ.get("ANNOTATOR_BROKER_VISIBILITY_TIMEOUT", "3600"))
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": _visibility,
+                                       "unacked_restore_interval": max(1, min(10, _visibility // 2)),
+                                       "unacked_restore_throttle": 1}
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "annotator")
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
@@ -165,6 +172,16 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = _bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# No embedding stays "pending" forever: beat (`celery -A annotator beat`, or a worker with
+# -B) queues again those pending for longer than ANNOTATOR_EMBED_STALE_MINUTES; an image
+# whose runs killed their worker this many times is marked failed instead.
+ANNOTATOR_EMBED_STALE_MINUTES = int(os.environ.get("ANNOTATOR_EMBED_STALE_MINUTES", "30"))
+ANNOTATOR_EMBED_MAX_UNFINISHED_RUNS = int(os.environ.get("ANNOTATOR_EMBED_MAX_UNFINISHED_RUNS", "3"))
+CELERY_BEAT_SCHEDULE = {
+    "reconcile-embeddings": {"task": "annotator.core.tasks.reconcile_embeddings",
+                             "schedule": float(os.environ.get("ANNOTATOR_RECONCILE_EVERY_SECONDS", "300"))},
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],

@@ -2,6 +2,7 @@
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class Project(models.Model):
@@ -80,6 +81,10 @@ class Image(models.Model):
         max_length=10, choices=EmbeddingStatus.choices, default=EmbeddingStatus.PENDING
     )
     embedding_error = models.TextField(blank=True)
+    # For the reconciler (services.embeddings_reconcile): when the embedding was last queued,
+    # and how many runs started without finishing (their worker died: a poison image).
+    embedding_queued_at = models.DateTimeField(null=True, blank=True, default=timezone.now)
+    embedding_unfinished_runs = models.PositiveSmallIntegerField(default=0)
     # Work queue (issue 5): who works on it now (a lease), who should, and where it stands.
     status = models.CharField(max_length=12, choices=WorkStatus.choices, default=WorkStatus.NEW)
     assignee = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,

@@ -11,6 +11,7 @@ import io
 import logging
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Callable, Iterable
 
 from django.conf import settings
@@ -239,7 +240,7 @@ def images_upload(*, project: Project, files: list[tuple[str, bytes]], user) -> 
                 image.save()
                 created.append(image)
             ids = [img.pk for img in created]
-            transaction.on_commit(lambda: _enqueue_embeddings(ids))
+            transaction.on_commit(lambda: _enqueue_embeddings(ids), robust=True)
     except BaseException:
         for stored in written:  # no orphan files for rows that were rolled back
             stored.delete(save=False)
@@ -250,15 +251,66 @@ def images_upload(*, project: Project, files: list[tuple[str, bytes]], user) -> 
 def image_request_embedding(*, image: Image) -> None:
     """Mark an image pending and queue its embedding with the current model."""
     with transaction.atomic():
-        Image.objects.filter(pk=image.pk).update(embedding_status=Image.EmbeddingStatus.PENDING, embedding_error="")
-        transaction.on_commit(lambda: _enqueue_embeddings([image.pk]))
+        Image.objects.filter(pk=image.pk).update(embedding_status=Image.EmbeddingStatus.PENDING, embedding_error="",
+                                                 embedding_queued_at=timezone.now(), embedding_unfinished_runs=0)
+        transaction.on_commit(lambda: _enqueue_embeddings([image.pk]), robust=True)
 
 
 def _enqueue_embeddings(image_ids: list[int]) -> None:
+    """Queue embedding tasks. Called on commit with ``robust=True``: a broker that is down
+    costs the user nothing (the rows stay pending and ``embeddings_reconcile`` queues them
+    again later) instead of a 500 for an upload that was stored."""
     from .tasks import embed_image
 
     for image_id in image_ids:
         embed_image.delay(image_id)
+
+
+def embeddings_reconcile(*, older_than: timedelta, limit: int = 500) -> list[int]:
+    """Queue again the images whose embedding has been pending for longer than ``older_than``
+    (its task was lost: the broker was down at upload, or a worker died and the broker has
+    not redelivered yet). Run periodically (Celery beat, ``reconcile_embeddings``).
+
+    Each image is queued at most once per ``older_than``; a duplicate task is cheap, as
+    ``embedding_compute`` is idempotent. Oldest first, at most ``limit`` per call.
+
+    Returns:
+        The ids queued.
+    """
+    from django.db.models import F, Q
+
+    now = timezone.now()
+    with transaction.atomic():
+        ids = list(
+            Image.objects.select_for_update(skip_locked=True)
+            .filter(embedding_status=Image.EmbeddingStatus.PENDING)
+            .filter(Q(embedding_queued_at__lt=now - older_than) | Q(embedding_queued_at__isnull=True))
+            .order_by(F("embedding_queued_at").asc(nulls_first=True), "pk")
+            .values_list("pk", flat=True)[:limit]
+        )
+        if ids:
+            Image.objects.filter(pk__in=ids).update(embedding_queued_at=now)
+            transaction.on_commit(lambda: _enqueue_embeddings(ids), robust=True)
+    if ids:
+        log.warning("reconcile: %d image(s) pending for over %s queued again: %s", len(ids), older_than, ids[:20])
+    return ids
+
+
+def embedding_run_started(*, image_id: int) -> int:
+    """Count a run of the embedding task that has begun; returns the runs begun and not yet
+    finished, this one included (more than one: earlier runs' workers died mid-run)."""
+    from django.db.models import F
+
+    Image.objects.filter(pk=image_id).update(embedding_unfinished_runs=F("embedding_unfinished_runs") + 1)
+    return Image.objects.filter(pk=image_id).values_list("embedding_unfinished_runs", flat=True).first() or 0
+
+
+def embedding_run_retrying(*, image_id: int) -> None:
+    """A run that ends in a retry (transient error) is finished, not lost."""
+    from django.db.models import F
+
+    Image.objects.filter(pk=image_id, embedding_unfinished_runs__gt=0).update(
+        embedding_unfinished_runs=F("embedding_unfinished_runs") - 1)
 
 
 def embedding_compute(*, image: Image) -> Embedding:
@@ -294,14 +346,14 @@ def embedding_compute(*, image: Image) -> Embedding:
             emb.file.delete(save=False)
             existing = Embedding.objects.get(image=image, model_id=model.model_id)
     Image.objects.filter(pk=image.pk).update(
-        embedding_status=Image.EmbeddingStatus.READY, embedding_error=""
+        embedding_status=Image.EmbeddingStatus.READY, embedding_error="", embedding_unfinished_runs=0
     )
     return existing
 
 
 def image_mark_embedding_failed(*, image_id: int, reason: str) -> None:
     Image.objects.filter(pk=image_id).update(
-        embedding_status=Image.EmbeddingStatus.FAILED, embedding_error=reason[:2000]
+        embedding_status=Image.EmbeddingStatus.FAILED, embedding_error=reason[:2000], embedding_unfinished_runs=0
     )
 
 

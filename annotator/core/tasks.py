@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from celery import shared_task
+from django.conf import settings
 from django.db import OperationalError
 
 from .models import ExportJob, Image
-from .services import embedding_compute, export_mark_failed, export_run, image_mark_embedding_failed
+from .services import (
+    embedding_compute,
+    embedding_run_retrying,
+    embedding_run_started,
+    embeddings_reconcile,
+    export_mark_failed,
+    export_run,
+    image_mark_embedding_failed,
+)
 
 log = logging.getLogger(__name__)
 
@@ -22,12 +32,24 @@ log = logging.getLogger(__name__)
     max_retries=5,
 )
 def embed_image(self, image_id: int) -> None:
-    """Compute the embedding of one image (idempotent; retried on transient errors)."""
+    """Compute the embedding of one image (idempotent; retried on transient errors).
+
+    Late ack + reject on worker lost: a run whose worker dies (SIGKILL, OOM) is delivered
+    again. An image whose runs keep killing their worker is marked failed after
+    ``ANNOTATOR_EMBED_MAX_UNFINISHED_RUNS`` instead of being redelivered forever.
+    """
     import engine
 
     image = Image.objects.filter(pk=image_id).first()
     if image is None:
         log.info("embed_image: image %s no longer exists", image_id)
+        return
+    runs = embedding_run_started(image_id=image_id)
+    if runs > settings.ANNOTATOR_EMBED_MAX_UNFINISHED_RUNS:
+        image_mark_embedding_failed(
+            image_id=image_id,
+            reason=f"the worker died {runs - 1} times while embedding this image (out of memory?); not tried again",
+        )
         return
     try:
         embedding_compute(image=image)
@@ -37,6 +59,7 @@ def embed_image(self, image_id: int) -> None:
         if self.request.retries >= self.max_retries:
             image_mark_embedding_failed(image_id=image_id, reason=f"gave up after retries: {exc}")
             return
+        embedding_run_retrying(image_id=image_id)
         raise
     except Exception as exc:  # a bug or a broken model: say so on the image, keep the trace in the log
         log.exception("embed_image %s failed", image_id)
@@ -104,3 +127,10 @@ def run_export(self, job_id: int) -> None:
     except Exception as exc:  # say so on the job, keep the trace in the log
         log.exception("run_export %s failed", job_id)
         export_mark_failed(job_id=job_id, reason=f"{type(exc).__name__}: {exc}")
+
+
+@shared_task(ignore_result=True)
+def reconcile_embeddings() -> int:
+    """Periodic (Celery beat): queue again embeddings pending for longer than
+    ``ANNOTATOR_EMBED_STALE_MINUTES``. Returns how many were queued."""
+    return len(embeddings_reconcile(older_than=timedelta(minutes=settings.ANNOTATOR_EMBED_STALE_MINUTES)))

@@ -18,7 +18,8 @@ DEMO_FILES = [
 
 
 class Command(BaseCommand):
-    help = "Create user 'demo' (password 'demo') and a project of real photos (idempotent)."
+    help = ("Create user 'demo' (password 'demo', site admin), a project of real photos, and a team for it: "
+            "'annotator', 'reviewer' and 'manager' with the same password (idempotent).")
 
     def add_arguments(self, parser):
         parser.add_argument("--username", default="demo")
@@ -32,7 +33,9 @@ class Command(BaseCommand):
             user.set_password(password)
             user.save()
         name = "Demo: GrabCut photos"
-        if Project.objects.filter(name=name, members=user).exists():
+        existing = Project.objects.filter(name=name, members=user).first()
+        if existing is not None:
+            self._team(existing, password)
             self.stdout.write(f"demo project exists; user {username!r} ready")
             return
         data_dir = Path(settings.SHARED_DATA_DIR)
@@ -46,4 +49,17 @@ class Command(BaseCommand):
         project = services.project_create(name=name, user=user,
                                           categories=["object", "person", "animal", "vehicle", "plant"])
         services.images_upload(project=project, files=files, user=user)
-        self.stdout.write(f"created project {project.pk} with {len(files)} photos; user {username!r}")
+        self._team(project, password)
+        self.stdout.write(f"created project {project.pk} with {len(files)} photos; user {username!r}; "
+                          f"team: annotator, reviewer, manager")
+
+    def _team(self, project: Project, password: str) -> None:
+        """One member per role, so the demo shows what each may do (same password as demo)."""
+        User = get_user_model()
+        for role in ("annotator", "reviewer", "manager"):
+            member, created = User.objects.get_or_create(username=role)
+            if created:
+                member.set_password(password)
+                member.save()
+            if not project.members.filter(pk=member.pk).exists():
+                services.project_add_member(project=project, user=member, role=role)

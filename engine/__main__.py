@@ -1,4 +1,4 @@
-"""Command line: ``python -m engine {evaluate,embed,export-decoder,train,cache-features}``."""
+"""Command line: ``python -m engine {evaluate,embed,automatic,export-decoder,train,cache-features}``."""
 
 from __future__ import annotations
 
@@ -59,6 +59,40 @@ def cmd_embed(args) -> int:
     return 0
 
 
+def cmd_automatic(args) -> int:
+    import time
+
+    import numpy as np
+
+    from .automatic import AutomaticMaskParams, generate_masks
+    from .predictor import embed, load_image
+
+    try:
+        params = AutomaticMaskParams.from_dict(json.loads(args.params))
+    except (ValueError, json.JSONDecodeError) as exc:
+        print(f"--params: {exc}", file=sys.stderr)
+        return 2
+    model = _model(args)
+    image = load_image(args.image)
+    h, w = image.shape[:2]
+    t0 = time.perf_counter()
+    emb = np.load(args.embedding) if args.embedding else embed(model, image).numpy()
+    t1 = time.perf_counter()
+
+    def encode_crop(box):  # crop layers: one encoder pass per crop
+        x0, y0, x1, y1 = box
+        return embed(model, np.ascontiguousarray(image[y0:y1, x0:x1])).numpy()
+
+    records = generate_masks(model, emb, (h, w), params, encode_fn=encode_crop)
+    t2 = time.perf_counter()
+    if args.out:
+        Path(args.out).write_text(json.dumps(records))
+    print(json.dumps({"model_id": model.model_id, "image": str(args.image), "size": [h, w], "masks": len(records),
+                      "embed_seconds": round(t1 - t0, 3), "generate_seconds": round(t2 - t1, 3),
+                      "params": params.to_dict(), "out": args.out}))
+    return 0
+
+
 def cmd_export_decoder(args) -> int:
     from .onnx_export import export_decoder
 
@@ -101,6 +135,14 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--out", help="write the embedding as .npy")
     m.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto")
     m.set_defaults(func=cmd_embed)
+
+    a = sub.add_parser("automatic", help="SAM's automatic masks of one image (records as JSON)")
+    model_args(a)
+    a.add_argument("image")
+    a.add_argument("--params", default="{}", help='AutomaticMaskParams as JSON, e.g. \'{"points_per_side": 16}\'')
+    a.add_argument("--embedding", help="a stored 1x256x64x64 .npy embedding instead of embedding the image")
+    a.add_argument("--out", help="write the records (COCO RLE, bbox XYWH, ...) as JSON")
+    a.set_defaults(func=cmd_automatic)
 
     x = sub.add_parser("export-decoder", help="export the prompt encoder + mask decoder to ONNX")
     model_args(x, positional=True)

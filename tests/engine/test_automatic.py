@@ -243,3 +243,17 @@ def test_crop_layers_encode_each_crop(model, image, embedding):
         x, y, cw, ch = r["crop_box"]
         bx, by, bw, bh = r["bbox"]
         assert x <= bx and y <= by and bx + bw <= x + cw and by + bh <= y + ch
+
+
+def test_cli_writes_records(tmp_path, capsys):
+    from engine.__main__ import main
+
+    out = tmp_path / "masks.json"
+    params = '{"points_per_side": 2, "pred_iou_thresh": 0.3, "stability_score_thresh": 0.3}'
+    assert main(["automatic", str(PHOTO), "--params", params, "--out", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    records = json.loads(out.read_text())
+    assert summary["masks"] == len(records) and summary["size"] == [481, 640]
+    assert all(set(r) == KEYS for r in records)
+    assert main(["automatic", str(PHOTO), "--params", '{"points_per_side": 0}']) == 2
+    assert "points_per_side must be between" in capsys.readouterr().err

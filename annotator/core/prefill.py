@@ -278,9 +278,14 @@ def proposal_reject(*, proposal_id: int, user, active_ms: int | None = None) -> 
     Raises:
         ProposalDecided: somebody already accepted or rejected it.
         permissions.NotAllowed: the role may not annotate.
+        workflow.StateConflict, workflow.LeaseConflict: the image is done, or someone else
+            holds its lease (as for accepting, which goes through ``annotation_create``).
     """
+    from .workflow import image_lock_for_write
+
     proposal = _lock_pending(proposal_id)
     require_role(user=user, project=proposal.image.project_id, roles=ANNOTATE_ROLES, action="annotate")
+    image_lock_for_write(user=user, image_id=proposal.image_id)
     proposal.status = Proposal.Status.REJECTED
     proposal.decided_by = user
     proposal.decided_at = timezone.now()

@@ -200,6 +200,16 @@ def test_writes_on_an_image_leased_by_someone_else_get_409_with_the_holder():
         body = res.json()
         assert body["lease"]["holder"] == "ann0" and "ann0 is working on this image" in body["detail"]
     assert Annotation.objects.count() == 1
+    # Pre-fill proposals: accepting (a mask write) and rejecting are refused the same way.
+    from annotator.core.models import Proposal
+    from engine.rle import rle_area, rle_bbox
+
+    rle = mask_body(image, rows=slice(100, 140))["segmentation"]
+    proposal = Proposal.objects.create(image=image, model_id="m1", rle=rle, bbox=rle_bbox(rle), area=rle_area(rle))
+    for action in ("accept", "reject"):
+        res = cb.post(f"/api/proposals/{proposal.pk}/{action}", {}, format="json")
+        assert res.status_code == 409 and res.json()["lease"]["holder"] == "ann0", res.content
+    assert Proposal.objects.get(pk=proposal.pk).status == "pending"
     # The holder writes; a manager too is refused while someone holds it.
     assert ca.post(f"/api/images/{image.pk}/annotations/", mask_body(image), format="json").status_code == 201
     assert client_for(people["manager"]).delete(f"/api/annotations/{ann['id']}/").status_code == 409

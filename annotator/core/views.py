@@ -14,7 +14,10 @@ from .services import ValidationError
 
 @login_required
 def project_list(request):
-    return render(request, "core/project_list.html", {"projects": selectors.projects_for_user(user=request.user)})
+    projects = list(selectors.projects_for_user(user=request.user))
+    for p in projects:  # pre-fill progress per project (a handful of projects per user)
+        p.prefill = selectors.prefill_summary(project=p)
+    return render(request, "core/project_list.html", {"projects": projects})
 
 
 @login_required

@@ -230,11 +230,15 @@ class ImageAnnotationsView(APIView):
         image = selectors.image_get(user=request.user, image_id=image_id)
         return Response(AnnotationOutput(selectors.annotations_for_image(image=image), many=True).data)
 
-    @extend_schema(request=AnnotationCreateInput, responses={201: AnnotationOutput})
+    @extend_schema(request=AnnotationCreateInput, responses={201: AnnotationOutput, 200: AnnotationOutput})
     def post(self, request, image_id: int):
         image = selectors.image_get(user=request.user, image_id=image_id)
         data = AnnotationCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
+        key = data.validated_data["client_key"]
+        replay = selectors.annotation_by_client_key(image=image, user=request.user, client_key=key)
+        if replay is not None:  # a retried save that landed the first time
+            return Response(AnnotationOutput(replay).data, status=200)
         annotation = _service_call(services.annotation_create, image=image, user=request.user, **data.validated_data)
         return Response(AnnotationOutput(annotation).data, status=201)
 

@@ -150,6 +150,8 @@ class Annotation(models.Model):
     iscrowd = models.BooleanField(default=False, help_text="a COCO crowd region (imported); exported with iscrowd 1")
     author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     version = models.PositiveIntegerField(default=1, help_text="incremented on every edit (optimistic locking)")
+    client_key = models.CharField(max_length=64, blank=True, default="",
+                                  help_text="the browser's idempotency key of the save (a retry returns this row)")
     review_comment = models.TextField(blank=True, help_text="the reviewer's reason, shown to the annotator")
     reviewed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
                                     related_name="+")
@@ -160,6 +162,8 @@ class Annotation(models.Model):
     class Meta:
         ordering = ["id"]
         indexes = [models.Index(fields=["image", "review_status"])]
+        constraints = [models.UniqueConstraint(fields=["image", "author", "client_key"],
+                                               condition=~models.Q(client_key=""), name="unique_annotation_client_key")]
 
 
 class Proposal(models.Model):

@@ -114,3 +114,11 @@ def prefill_summary(*, project: Project) -> dict:
 
 def members_of(*, project: Project) -> QuerySet[Membership]:
     return Membership.objects.filter(project=project).select_related("user").order_by("user__username")
+
+
+def annotation_by_client_key(*, image: Image, user, client_key: str) -> Annotation | None:
+    """The annotation ``user`` saved on ``image`` with this idempotency key, if any."""
+    if not client_key:
+        return None
+    return Annotation.objects.select_related("image", "category", "author").filter(
+        image=image, author=user, client_key=client_key).first()

@@ -42,6 +42,9 @@ class AnnotationCreateInput(serializers.Serializer):
     model_id = serializers.CharField(required=False, allow_blank=True, default="", max_length=100)
     active_ms = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=0,
                                          max_value=MAX_ACTIVE_MS)
+    client_key = serializers.RegexField(r"^[A-Za-z0-9_-]{8,64}$", required=False, default="",
+                                        help_text="idempotency key: a retried save with the same key returns the "
+                                                  "annotation stored the first time (200)")
 
 
 class AnnotationUpdateInput(serializers.Serializer):
@@ -158,7 +161,7 @@ class AnnotationOutput(serializers.ModelSerializer):
         model = Annotation
         fields = ["id", "image", "category", "segmentation", "bbox", "area", "prompts", "predicted_iou",
                   "candidate_index", "model_id", "origin", "review_status", "review_comment", "reviewed_by",
-                  "reviewed_at", "iscrowd", "author", "version", "created_at", "updated_at"]
+                  "reviewed_at", "iscrowd", "author", "version", "client_key", "created_at", "updated_at"]
 
 
 class ExportOutput(serializers.ModelSerializer):

@@ -426,23 +426,33 @@ def _log_event(kind: str, annotation: Annotation, user, counts: dict[str, int], 
 def annotation_create(*, image: Image, user, segmentation: Any, category: int | None = None,
                       prompts: Any = None, predicted_iou: float | None = None,
                       candidate_index: int | None = None, model_id: str = "",
-                      origin: str = Annotation.Origin.MANUAL, active_ms: int | None = None) -> Annotation:
+                      origin: str = Annotation.Origin.MANUAL, active_ms: int | None = None,
+                      client_key: str = "") -> Annotation:
     """Validate and store a mask; log an annotation event.
+
+    ``client_key`` makes the save idempotent: the browser retries a save whose answer it
+    never got (server down, connection cut) with the same key, and gets the annotation
+    stored the first time instead of a second copy.
 
     Raises:
         ValidationError: bad RLE (undecodable, wrong size, empty), category or prompts.
         permissions.NotAllowed, workflow.StateConflict, workflow.LeaseConflict: the user may
             not change this image's masks now (``workflow.image_check_annotatable``).
     """
+    from .selectors import annotation_by_client_key
     from .workflow import image_lock_for_write
 
+    if client_key and (done := annotation_by_client_key(image=image, user=user, client_key=client_key)):
+        return done  # a replay: no lock or state check, it was allowed when it was stored
     image_lock_for_write(user=user, image_id=image.pk)
+    if client_key and (done := annotation_by_client_key(image=image, user=user, client_key=client_key)):
+        return done  # a concurrent replay stored it while we waited for the image's lock
     rle, bbox, area = _clean_mask(segmentation, image)
     clean_prompts, counts = _clean_prompts(prompts, image.width, image.height)
     annotation = Annotation.objects.create(
         image=image, category=_clean_category(category, image), rle=rle, bbox=bbox, area=area,
         prompts=clean_prompts, predicted_iou=predicted_iou, candidate_index=candidate_index,
-        model_id=model_id, origin=origin, author=user,
+        model_id=model_id, origin=origin, author=user, client_key=client_key,
     )
     _log_event(AnnotationEvent.Kind.CREATE, annotation, user, counts, active_ms)
     return annotation

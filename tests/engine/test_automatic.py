@@ -75,7 +75,7 @@ def test_params_round_trip_through_json():
 
 @pytest.mark.parametrize("field,value", [
     ("points_per_side", 0), ("points_per_side", 129), ("points_per_side", 8.0), ("points_per_side", True),
-    ("points_per_batch", 0), ("pred_iou_thresh", 1.5), ("pred_iou_thresh", -0.1),
+    ("points_per_batch", 0), ("points_per_batch", 257), ("pred_iou_thresh", 1.5), ("pred_iou_thresh", -0.1),
     ("pred_iou_thresh", float("nan")), ("pred_iou_thresh", "0.9"), ("stability_score_thresh", 2.0),
     ("stability_score_offset", 0.0), ("stability_score_offset", float("inf")), ("box_nms_thresh", 0.0),
     ("crop_n_layers", -1), ("crop_n_layers", 5), ("crop_nms_thresh", 1.01), ("crop_overlap_ratio", 1.0),
@@ -257,3 +257,14 @@ def test_cli_writes_records(tmp_path, capsys):
     assert all(set(r) == KEYS for r in records)
     assert main(["automatic", str(PHOTO), "--params", '{"points_per_side": 0}']) == 2
     assert "points_per_side must be between" in capsys.readouterr().err
+
+
+def test_areas_of_more_than_255_masks():
+    from engine.automatic import rle_areas
+
+    masks = np.zeros((20, 30, 300), np.uint8, order="F")
+    for k in range(300):
+        masks[: 1 + k % 20, : 1 + k % 30, k] = 1
+    rles = mask_utils.encode(masks)
+    assert rle_areas(rles) == [int(masks[:, :, k].sum()) for k in range(300)]
+    assert rle_areas([]) == []

@@ -226,35 +226,52 @@ def test_progress_and_input_errors(model, image, embedding):
 
 
 def test_crop_layers_encode_each_crop(model, image, embedding):
+    """The wiring of crop layers: one encode_fn call per crop, records in the image frame.
+
+    (The full photo's embedding stands in for each crop's, to keep the test fast; the CLI
+    test runs real encoder passes on crops.)"""
     h, w = image.shape[:2]
     seen = []
 
     def encode_fn(box):
         seen.append(box)
-        x0, y0, x1, y1 = box
-        return engine.embed(model, np.ascontiguousarray(image[y0:y1, x0:x1])).numpy()
+        return embedding
 
-    params = AutomaticMaskParams(points_per_side=2, crop_n_layers=1, pred_iou_thresh=0.2, stability_score_thresh=0.1)
+    params = AutomaticMaskParams(points_per_side=2, crop_n_layers=1, pred_iou_thresh=0.0, stability_score_thresh=0.0)
     recs = generate_masks(model, embedding, (h, w), params, encode_fn=encode_fn)
     assert len(seen) == 4 and all(0 <= b[0] < b[2] <= w and 0 <= b[1] < b[3] <= h for b in seen)
-    crops = {(0, 0, w, h)} | {(x0, y0, x1 - x0, y1 - y0) for x0, y0, x1, y1 in seen}
-    assert recs and all(tuple(r["crop_box"]) in crops for r in recs)
-    for r in recs:
+    crops = {(x0, y0, x1 - x0, y1 - y0) for x0, y0, x1, y1 in seen}
+    from_crops = [r for r in recs if tuple(r["crop_box"]) in crops]
+    assert from_crops and all(tuple(r["crop_box"]) in crops | {(0, 0, w, h)} for r in recs)
+    for r in from_crops:
         x, y, cw, ch = r["crop_box"]
         bx, by, bw, bh = r["bbox"]
         assert x <= bx and y <= by and bx + bw <= x + cw and by + bh <= y + ch
+        (px, py), = r["point_coords"]
+        assert x <= px <= x + cw and y <= py <= y + ch
 
 
-def test_cli_writes_records(tmp_path, capsys):
+def test_cli_writes_records(tmp_path, capsys, monkeypatch):
+    import engine.predictor
     from engine.__main__ import main
 
+    shapes = []
+    real_embed = engine.predictor.embed
+
+    def counting_embed(model, img, *args, **kwargs):
+        shapes.append(img.shape[:2])
+        return real_embed(model, img, *args, **kwargs)
+
+    monkeypatch.setattr(engine.predictor, "embed", counting_embed)
     out = tmp_path / "masks.json"
-    params = '{"points_per_side": 2, "pred_iou_thresh": 0.3, "stability_score_thresh": 0.3}'
+    params = '{"points_per_side": 1, "crop_n_layers": 1, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}'
     assert main(["automatic", str(PHOTO), "--params", params, "--out", str(out)]) == 0
     summary = json.loads(capsys.readouterr().out)
     records = json.loads(out.read_text())
     assert summary["masks"] == len(records) and summary["size"] == [481, 640]
     assert all(set(r) == KEYS for r in records)
+    assert len(shapes) == 5 and shapes[0] == (481, 640)  # the photo, then each of the 4 crops
+    assert all(ch < 481 and cw < 640 for ch, cw in shapes[1:])
     assert main(["automatic", str(PHOTO), "--params", '{"points_per_side": 0}']) == 2
     assert "points_per_side must be between" in capsys.readouterr().err
 

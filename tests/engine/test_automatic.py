@@ -285,3 +285,27 @@ def test_areas_of_more_than_255_masks():
     rles = mask_utils.encode(masks)
     assert rle_areas(rles) == [int(masks[:, :, k].sum()) for k in range(300)]
     assert rle_areas([]) == []
+
+
+def test_small_region_removal_matches_segment_anything():
+    from segment_anything.utils.amg import MaskData, batched_mask_to_box, mask_to_rle_pytorch, rle_to_mask
+
+    from engine.automatic import _remove_small_regions
+
+    masks = torch.zeros(4, 60, 80, dtype=torch.bool)
+    masks[0, 10:40, 10:50] = True
+    masks[0, 20:23, 20:23] = False  # a 9-pixel hole
+    masks[1, 10:40, 10:50] = True  # the same object, clean: NMS keeps this one
+    masks[2, 45:55, 60:75] = True
+    masks[2, 2:4, 2:4] = True  # a 4-pixel island
+    masks[3, 0:5, 70:80] = True  # a small object on its own (kept: the largest island stays)
+    common = {"iou_preds": torch.tensor([0.9, 0.8, 0.7, 0.6]), "boxes": batched_mask_to_box(masks)}
+    theirs = SamAutomaticMaskGenerator.postprocess_small_regions(
+        MaskData(rles=mask_to_rle_pytorch(masks), **common), 20, 0.7)
+    ours = _remove_small_regions(MaskData(rles=mask_utils.encode(np.asfortranarray(
+        masks.permute(1, 2, 0).numpy().astype(np.uint8))), **common), 20, 0.7)
+    torch.testing.assert_close(ours["iou_preds"], theirs["iou_preds"])
+    torch.testing.assert_close(ours["boxes"], theirs["boxes"])
+    for a, b in zip(ours["rles"], theirs["rles"]):
+        np.testing.assert_array_equal(mask_utils.decode(a).astype(bool), rle_to_mask(b))
+    assert len(ours["rles"]) == 3  # the holed duplicate is gone

@@ -20,6 +20,7 @@ from segment_anything.utils.amg import build_point_grid
 from segment_anything.utils.transforms import ResizeLongestSide
 
 import engine
+import engine.rle
 from engine.automatic import AutomaticMaskParams, generate_masks, upscale_logits
 from engine.shared_decoder import SharedImageDecoder
 

@@ -90,6 +90,8 @@ export interface AnnotationCreate {
   candidate_index: number;
   model_id: string;
   active_ms: number;
+  /** Idempotency key: a retry with the same key gets the annotation stored the first time. */
+  client_key?: string;
 }
 
 export interface Annotation extends AnnotationCreate {

@@ -21,6 +21,7 @@ import {
   rejectProposal,
   setApiRoot,
   type Annotation,
+  type AnnotationCreate,
   type ImageInfo,
   type Proposal,
 } from './api';
@@ -29,6 +30,15 @@ import { DecoderBridge, SupersededError } from './decoder/bridge';
 import { buildFeeds, lowResCandidate } from './lib/feeds';
 import { defaultCandidate, normalizeBox, promptsPayload, type Prompts } from './lib/prompts';
 import { bestMatchingCandidate, focusAfterRemoval, moveFocus } from './lib/proposals';
+import {
+  classifyStatus,
+  IdbOutboxStore,
+  MemoryOutboxStore,
+  newClientKey,
+  Outbox,
+  type OutboxEntry,
+  type SendOutcome,
+} from './lib/outbox';
 import { decodeRle, encodeRle, type CocoRle } from './lib/rle';
 import {
   chosenMask,
@@ -49,6 +59,10 @@ import { WorkBar, WorkSession } from './work';
 
 export const WASM_PATHS = '/static/app/ort/';
 const POLL_MS = [500, 1000, 1000, 2000, 2000, 3000];
+/** How often saves kept in the outbox are tried again while any wait. */
+const OUTBOX_RETRY_MS = 3000;
+
+type SaveBody = AnnotationCreate;
 
 export interface AppConfig {
   projectId: number;
@@ -90,6 +104,8 @@ export class AnnotateApp {
   private readonly deciding = new Set<number>();
   private navToken = 0;
   private clickSeq = 0;
+  /** Saves not yet on the server, kept in IndexedDB (lib/outbox.ts); set up in start(). */
+  private outbox: Outbox<SaveBody, Annotation> | null = null;
 
   constructor(
     private readonly root: HTMLElement,
@@ -157,6 +173,7 @@ export class AnnotateApp {
 
   async start(): Promise<void> {
     setApiRoot(this.config.apiRoot);
+    await this.openOutbox();
     const projectP = getProject(this.config.projectId).then((project) => {
       this.store.set({ project, categoryId: project.categories[0]?.id ?? null });
       return project;
@@ -239,6 +256,8 @@ export class AnnotateApp {
       steps: [],
       message: bad.length ? { kind: 'error', text: `Cannot draw annotation ${bad.join(', ')}: its RLE does not decode to ${info.height}x${info.width}.` } : null,
     });
+    await this.forgetLanded(annotations);
+    this.showUnsaved();
     void this.work.enter(info);
     void this.loadProposals(info, stale);
     await this.ensureEmbedding(info, stale);
@@ -312,6 +331,10 @@ export class AnnotateApp {
     if (!image || s.work.finishing) return;
     if ((chosenMask(s)?.area ?? 0) > 0) {
       this.store.set({ message: { kind: 'error', text: 'This mask is not saved: save it (Enter) or clear it (Esc) first.' } });
+      return;
+    }
+    if (s.saved.some((m) => m.unsaved)) {
+      this.store.set({ message: { kind: 'error', text: 'Some masks of this image are not on the server yet: wait until they are saved (or discard them).' } });
       return;
     }
     try {
@@ -658,7 +681,22 @@ export class AnnotateApp {
           } else throw e;
         }
       } else {
-        annotation = await createAnnotation(image.id, body);
+        // Kept in IndexedDB before it is sent: a failure leaves it there, shown as unsaved
+        // and retried until the server has it (even after a reload).
+        const outcome = await this.outbox!.submit({ key: newClientKey(), projectId: image.project, imageId: image.id,
+          body });
+        if (outcome.kind !== 'stored') {
+          this.active.reset();
+          this.store.set({
+            saving: false,
+            steps: [],
+            message: outcome.kind === 'retry'
+              ? { kind: 'error', text: `Not saved on the server yet (${outcome.error}): the mask is kept in this browser and sent again automatically.` }
+              : { kind: 'error', text: `Save refused: ${outcome.error}` },
+          });
+          return;
+        }
+        annotation = outcome.result;
       }
       this.active.reset();
       const now = this.store.get();
@@ -670,7 +708,7 @@ export class AnnotateApp {
       this.store.set({
         saving: false,
         steps: [],
-        saved: [...now.saved, toSaved(annotation)],
+        saved: [...now.saved.filter((x) => x.annotation.id !== annotation.id), toSaved(annotation)],
         message: { kind: 'info', text: `Saved annotation #${annotation.id} (${annotation.area} px).` },
       });
     } catch (e) {
@@ -681,6 +719,12 @@ export class AnnotateApp {
   }
 
   private async removeAnnotation(id: number): Promise<void> {
+    const unsaved = this.store.get().saved.find((m) => m.annotation.id === id)?.unsaved;
+    if (unsaved) {
+      await this.outbox?.discard(unsaved.key);
+      this.store.set({ message: { kind: 'info', text: 'Discarded the unsaved mask.' } });
+      return;
+    }
     try {
       await deleteAnnotation(id);
       this.store.set((s) => ({ saved: s.saved.filter((x) => x.annotation.id !== id), message: { kind: 'info', text: `Deleted annotation #${id}.` } }));
@@ -692,6 +736,66 @@ export class AnnotateApp {
       }
       this.store.set({ message: { kind: 'error', text: `Delete failed: ${errorText(e)}` } });
     }
+  }
+
+  // Outbox (saves not yet on the server) --------------------------------------
+
+  private async openOutbox(): Promise<void> {
+    const store = await IdbOutboxStore.open<SaveBody>().catch(() => new MemoryOutboxStore<SaveBody>());
+    this.outbox = new Outbox<SaveBody, Annotation>(store, (e) => this.sendSave(e), () => this.showUnsaved());
+    await this.outbox.load().catch(() => undefined);
+    window.setInterval(() => {
+      if (this.outbox?.list((e) => !e.rejected && e.projectId === this.config.projectId).length) void this.outbox.flush();
+    }, OUTBOX_RETRY_MS);
+    window.addEventListener('online', () => void this.outbox?.flush());
+    void this.outbox.flush();
+  }
+
+  private async sendSave(entry: OutboxEntry<SaveBody>): Promise<SendOutcome<Annotation>> {
+    try {
+      const annotation = await createAnnotation(entry.imageId, { ...entry.body, client_key: entry.key });
+      // Shown at once if it belongs to the open image (a retry that landed while it was open).
+      this.store.set((s) => (s.image?.id === annotation.image && !s.saved.some((m) => m.annotation.id === annotation.id)
+        ? { saved: [...s.saved, toSaved(annotation)] } : {}));
+      return { kind: 'stored', result: annotation };
+    } catch (e) {
+      const status = e instanceof ApiError ? e.status : 0;
+      const kind = classifyStatus(status, e instanceof ApiError ? e.message : '');
+      let error = errorText(e);
+      if (kind === 'retry' && (status === 401 || status === 403)) error = `${error} — log in again (in another tab); the masks stay here`;
+      return { kind, error };
+    }
+  }
+
+  /** Entries whose save reached the server although the page never heard back (the answer
+   * was lost, then the page reloaded) are dropped: the annotation list has their key. */
+  private async forgetLanded(annotations: Annotation[]): Promise<void> {
+    const keys = new Set(annotations.map((a) => a.client_key).filter(Boolean));
+    for (const e of this.outbox?.list((x) => keys.has(x.key)) ?? []) await this.outbox!.discard(e.key);
+  }
+
+  /** The outbox as the page shows it: unsaved masks of the open image in its list and on
+   * the canvas, a count for the whole project on the status line. */
+  private showUnsaved(): void {
+    // A save on its first try is not "unsaved" yet: it shows once that try failed.
+    const box = this.outbox;
+    const entries = box?.list((e) => e.projectId === this.config.projectId && !box.isFirstAttemptInFlight(e.key)) ?? [];
+    this.store.set((s) => {
+      const image = s.image;
+      const mine = image ? entries.filter((e) => e.imageId === image.id) : [];
+      const unsaved = mine.map((e, i) => unsavedMask(e, -(i + 1)));
+      const waiting = entries.filter((e) => !e.rejected);
+      const last = waiting[waiting.length - 1]?.lastError ?? '';
+      const rejected = entries.length - waiting.length;
+      const text = !entries.length ? '' : [
+        waiting.length ? `${waiting.length} unsaved mask${waiting.length > 1 ? 's' : ''} kept in this browser, retrying${last ? ` (${last})` : ''}` : '',
+        rejected ? `${rejected} refused by the server` : '',
+      ].filter(Boolean).join('; ');
+      return {
+        saved: [...s.saved.filter((m) => !m.unsaved), ...unsaved],
+        unsaved: { count: entries.length, text },
+      };
+    });
   }
 
   // Keyboard -----------------------------------------------------------------
@@ -754,6 +858,34 @@ export class AnnotateApp {
     }
     ev.preventDefault();
   }
+}
+
+/** An outbox entry drawn and listed like a saved mask, with a made-up negative id. */
+function unsavedMask(entry: OutboxEntry<SaveBody>, id: number): SavedMask {
+  const b = entry.body;
+  const [h, w] = b.segmentation.size;
+  let mask: Uint8Array;
+  try {
+    mask = decodeRle(b.segmentation);
+  } catch {
+    mask = new Uint8Array(0);
+  }
+  let x0 = w, y0 = h, x1 = -1, y1 = -1, area = 0;
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      if (!mask[y * w + x]) continue;
+      area++;
+      if (x < x0) x0 = x;
+      if (x > x1) x1 = x;
+      if (y < y0) y0 = y;
+      if (y > y1) y1 = y;
+    }
+  }
+  const annotation = {
+    ...b, id, image: entry.imageId, area, bbox: area ? [x0, y0, x1 - x0 + 1, y1 - y0 + 1] : [0, 0, 0, 0],
+    author: null, version: 0, created_at: '', updated_at: '',
+  } as Annotation;
+  return { annotation, mask, unsaved: { key: entry.key, error: entry.lastError, rejected: entry.rejected } };
 }
 
 /** A saved annotation with its mask decoded once; an undecodable RLE gives an empty mask

@@ -20,6 +20,16 @@ export interface SavedMask {
   annotation: Annotation;
   /** Row-major H x W 0/1, decoded from the annotation's RLE once. */
   mask: Uint8Array;
+  /** Set while the server does not have it yet: the save waits in the outbox
+   * (lib/outbox.ts; its annotation id is negative, made up by the page). */
+  unsaved?: { key: string; error: string; rejected: boolean };
+}
+
+/** Saves kept in the browser's outbox for this project (all images). */
+export interface UnsavedState {
+  count: number;
+  /** Status-line text: why they wait ('' when count is 0). */
+  text: string;
 }
 
 /** A pending pre-fill proposal with its mask decoded once. */
@@ -52,6 +62,7 @@ export interface AnnotateState {
   categoryId: number | null;
   saved: SavedMask[];
   saving: boolean;
+  unsaved: UnsavedState;
   message: Message | null;
   /** Pending pre-fill proposals of the image, best predicted IoU first. */
   proposals: ProposalMask[];
@@ -94,6 +105,7 @@ export const initialState: AnnotateState = {
   categoryId: null,
   saved: [],
   saving: false,
+  unsaved: { count: 0, text: '' },
   message: null,
   proposals: [],
   focusedProposal: null,

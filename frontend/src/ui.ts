@@ -77,6 +77,7 @@ export class Panel {
   private readonly embeddingStatus = h('span', { class: 'status-item', id: 'embedding-status' });
   private readonly messageEl = h('span', { class: 'status-message', id: 'status-message', role: 'status', 'aria-live': 'polite' });
   private readonly maskInfo = h('span', { class: 'status-item', id: 'mask-info' });
+  private readonly unsavedStatus = h('span', { class: 'status-item unsaved-status', id: 'unsaved-status', 'data-count': '0' });
   private readonly proposalList = h('ul', { class: 'proposal-list', id: 'proposal-list' });
   private readonly proposalCount = h('span', { class: 'count', id: 'proposal-count' });
   private readonly proposalState = h('p', { class: 'muted', id: 'proposal-state' });
@@ -119,7 +120,7 @@ export class Panel {
         h('dl', {}, ...KEYS.flatMap(([k, v]) => [h('dt', {}, ...k.split(' / ').flatMap((x, i) => [i ? ' / ' : '', h('kbd', {}, x)])), h('dd', {}, v)])),
       ),
     );
-    this.status = h('footer', { class: 'status-line', id: 'status-line' }, this.decoderStatus, this.embeddingStatus, this.maskInfo, this.messageEl);
+    this.status = h('footer', { class: 'status-line', id: 'status-line' }, this.decoderStatus, this.embeddingStatus, this.maskInfo, this.unsavedStatus, this.messageEl);
 
     this.prevBtn.onclick = () => actions.prev();
     this.nextBtn.onclick = () => actions.next();
@@ -165,6 +166,11 @@ export class Panel {
     }
     if (s.steps !== prev.steps) this.renderChips(s);
     if (s.saved !== prev.saved || s.project !== prev.project) this.renderAnnotations(s);
+    if (s.unsaved !== prev.unsaved) {
+      this.unsavedStatus.textContent = s.unsaved.text;
+      this.unsavedStatus.dataset['count'] = String(s.unsaved.count);
+      this.unsavedStatus.classList.toggle('has-unsaved', s.unsaved.count > 0);
+    }
     if (s.proposals !== prev.proposals || s.focusedProposal !== prev.focusedProposal || s.editingProposal !== prev.editingProposal
       || s.proposalsStatus !== prev.proposalsStatus || s.prefillThreshold !== prev.prefillThreshold || s.shadeUncovered !== prev.shadeUncovered) {
       this.renderProposals(s);
@@ -229,8 +235,21 @@ export class Panel {
       return;
     }
     this.annotationList.replaceChildren(
-      ...s.saved.map(({ annotation: a }) => {
+      ...s.saved.map(({ annotation: a, unsaved }) => {
         const cat = categoryById(s, a.category);
+        if (unsaved) {
+          // Kept in this browser until the server has it (lib/outbox.ts).
+          const discard = h('button', { class: 'icon-btn', title: 'Discard this unsaved mask', 'aria-label': 'Discard unsaved mask' }, '×');
+          discard.onclick = () => this.actions.deleteAnnotation(a.id);
+          return h(
+            'li',
+            { class: `unsaved${unsaved.rejected ? ' rejected' : ''}`, 'data-unsaved-key': unsaved.key, title: unsaved.error },
+            h('span', { class: 'swatch', style: `background:${cat?.color ?? '#999'}` }),
+            h('span', { class: 'name' }, cat?.name ?? 'unlabelled'),
+            h('span', { class: 'unsaved-badge' }, unsaved.rejected ? `not saved: ${unsaved.error}` : 'unsaved'),
+            discard,
+          );
+        }
         const del = h('button', { class: 'icon-btn', title: 'Delete annotation', 'aria-label': 'Delete annotation' }, '×');
         del.onclick = () => this.actions.deleteAnnotation(a.id);
         // A reviewer's verdict and reason (issue 5), under the row.

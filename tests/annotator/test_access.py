@@ -51,6 +51,8 @@ PAGES = {
     "annotate": ("/projects/{project_id}/annotate/", 302),
     "dashboard": ("/projects/{project_id}/dashboard/", 302),
     "review": ("/projects/{project_id}/review/", 302),
+    "dashboard": ("/projects/{project_id}/dashboard/", 302),
+    "review": ("/projects/{project_id}/review/", 302),
     "login": ("/accounts/login/", 200),
     "logout": ("/accounts/logout/", 405),  # POST only
     "api-schema": ("/api/schema/", 403),
@@ -195,7 +197,8 @@ def test_pages_of_another_project_are_404(api_client, user, world):
     _, ids = world
     client = Client()
     client.force_login(user)
-    assert client.get(f"/projects/{ids['project_id']}/annotate/").status_code == 404
+    for page in ("annotate", "dashboard", "review"):
+        assert client.get(f"/projects/{ids['project_id']}/{page}/").status_code == 404, page
     assert client.get(f"/projects/{ids['project_id']}/dashboard/").status_code == 404
     assert client.get(f"/projects/{ids['project_id']}/review/").status_code == 404
     assert f"/projects/{ids['project_id']}/annotate/".encode() not in client.get("/").content

@@ -163,9 +163,9 @@ def proposals_generate(*, image: Image, progress: Callable[[int, int], None] | N
     """Run the automatic mask generator on ``image``'s stored embedding and store its
     records as pending proposals, replacing the image's earlier pending automatic ones.
 
-    Decided proposals (accepted, edited, rejected) are kept. Records duplicating an
-    annotation (mask IoU >= DUPLICATE_IOU) or a rejected proposal (>= REJECTED_IOU) are
-    dropped.
+    Decided proposals (accepted, edited, rejected) are kept. Empty records, and records
+    duplicating an annotation (mask IoU >= DUPLICATE_IOU) or a rejected proposal
+    (>= REJECTED_IOU), are dropped.
 
     Raises:
         engine.ImageError: the embedding had to be computed and the image cannot be decoded.
@@ -183,7 +183,8 @@ def proposals_generate(*, image: Image, progress: Callable[[int, int], None] | N
     annotations = list(Annotation.objects.filter(image=image).values_list("rle", flat=True))
     rejected = list(Proposal.objects.filter(image=image, status=Proposal.Status.REJECTED).values_list("rle", flat=True))
     rles = [r["segmentation"] for r in records]
-    keep = np.ones(len(records), dtype=bool)
+    # An empty mask is no proposal (SAM's generator keeps them when no stability floor is set).
+    keep = np.array([int(r["area"]) > 0 for r in records], dtype=bool)
     if annotations:
         keep &= (_mask_iou_matrix(rles, annotations) < DUPLICATE_IOU).all(axis=1)
     if rejected:

@@ -84,7 +84,7 @@ export class Panel {
   private readonly acceptBtn = h('button', { class: 'btn', id: 'accept-proposal-btn', title: 'Accept the selected proposal (A)' }, 'Accept');
   private readonly rejectBtn = h('button', { class: 'btn', id: 'reject-proposal-btn', title: 'Reject the selected proposal (X)' }, 'Reject');
   private readonly editBtn = h('button', { class: 'btn', id: 'edit-proposal-btn', title: 'Refine the selected proposal with clicks (E)' }, 'Edit');
-  private readonly thresholdInput = h('input', { type: 'number', id: 'prefill-threshold', min: 0, max: 1, step: 0.01, 'aria-label': 'Accept-all threshold (predicted IoU)' });
+  private readonly thresholdInput = h('input', { type: 'number', id: 'prefill-threshold', min: 0, max: 1, step: 'any', 'aria-label': 'Accept-all threshold (predicted IoU)' });
   private readonly acceptAboveBtn = h('button', { class: 'btn', id: 'accept-above-btn', title: 'Accept every proposal at or above the threshold (Shift+A)' }, 'Accept all ≥');
   private readonly shadeToggle = h('input', { type: 'checkbox', id: 'shade-toggle' });
 
@@ -289,7 +289,7 @@ export class Panel {
     this.rejectBtn.disabled = !focused;
     this.editBtn.disabled = !focused;
     this.acceptAboveBtn.disabled = !n;
-    if (document.activeElement !== this.thresholdInput) this.thresholdInput.value = s.prefillThreshold.toFixed(2);
+    if (document.activeElement !== this.thresholdInput) this.thresholdInput.value = String(Math.round(s.prefillThreshold * 1000) / 1000);
     this.shadeToggle.checked = s.shadeUncovered;
     this.proposalList.replaceChildren(
       ...s.proposals.map(({ proposal: p }) => {

@@ -182,6 +182,14 @@ def test_another_projects_proposals_do_not_exist(project, image):
 # ---------------------------------------------------------------- generation with the shipped model
 
 def test_generate_from_the_stored_embedding_of_a_real_photo(user, project, image):
+    # An 8x8 grid with low floors: this checks the pipeline (stored embedding -> records ->
+    # proposals -> dedup on rerun) in seconds, whatever the shipped model's calibration;
+    # the generator's filters are tested in tests/engine/test_automatic.py and its yield
+    # with SAM's defaults is measured by bench/automatic_masks.py.
+    prefill.prefill_settings_update(project=project, user=user,
+                                    params={"points_per_side": 8, "pred_iou_thresh": 0.02,
+                                            "stability_score_thresh": 0.0})
+    project.refresh_from_db()
     services.embedding_compute(image=image)
     created = prefill.proposals_generate(image=image)
     image.refresh_from_db()

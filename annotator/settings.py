@@ -166,6 +166,11 @@ else:
                                        "unacked_restore_interval": max(1, min(10, _visibility // 2)),
                                        "unacked_restore_throttle": 1}
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "annotator")
+# Pre-fill (automatic masks) has a queue of its own: embeddings, which an annotator waits
+# for, never queue behind a backlog of pre-fill work. Workers consume both
+# (`-Q annotator,annotator.prefill`), or dedicated workers take one each.
+CELERY_PREFILL_QUEUE = os.environ.get("CELERY_PREFILL_QUEUE", f"{CELERY_TASK_DEFAULT_QUEUE}.prefill")
+CELERY_TASK_ROUTES = {"annotator.core.tasks.generate_proposals": {"queue": CELERY_PREFILL_QUEUE}}
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

@@ -11,7 +11,7 @@ PORT=${PORT:-8000}
 .venv/bin/python manage.py migrate --noinput -v0
 .venv/bin/python manage.py seed_demo
 
-.venv/bin/python -m celery -A annotator worker -B --pool solo --loglevel INFO --without-gossip --without-mingle \
+.venv/bin/python -m celery -A annotator worker -B --pool solo -Q annotator,annotator.prefill --loglevel INFO --without-gossip --without-mingle \
   > var/worker.log 2>&1 &
 worker=$!
 trap 'kill $worker 2>/dev/null || true' EXIT INT TERM

@@ -75,7 +75,8 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
     with open(log, "w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "annotator", "worker", "--pool", "solo",
-             "-Q", settings.CELERY_TASK_DEFAULT_QUEUE, "--loglevel", "INFO", "--without-gossip",
+             "-Q", f"{settings.CELERY_TASK_DEFAULT_QUEUE},{settings.CELERY_PREFILL_QUEUE}",
+             "--loglevel", "INFO", "--without-gossip",
              "--without-mingle", "--without-heartbeat"],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
         )

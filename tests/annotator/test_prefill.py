@@ -273,3 +273,15 @@ def test_real_coco_results_import_as_proposals_then_accept(api_client, user):
     reasons = [s["reason"] for s in again["skipped"]]
     assert sum(f"(annotation {ann.pk})" in r for r in reasons) == 1
     assert sum("(pending proposal" in r for r in reasons) == 733
+
+
+def test_prefill_runs_on_its_own_queue():
+    """Embeddings (an annotator waits for them) never queue behind a pre-fill backlog."""
+    from django.conf import settings
+
+    from annotator.celery import app
+    from annotator.core.tasks import embed_image, generate_proposals
+
+    route = app.amqp.router.route({}, generate_proposals.name)
+    assert route["queue"].name == settings.CELERY_PREFILL_QUEUE != settings.CELERY_TASK_DEFAULT_QUEUE
+    assert app.amqp.router.route({}, embed_image.name)["queue"].name == settings.CELERY_TASK_DEFAULT_QUEUE

@@ -75,8 +75,10 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-    # Web server and worker write concurrently in the demo.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # Web server and worker write concurrently in the demo. IMMEDIATE: a transaction takes
+    # the write lock when it begins, so one that reads then writes waits (timeout) for the
+    # worker's commit instead of failing at once with "database is locked" (deadlock case).
+    DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 20, "transaction_mode": "IMMEDIATE"})
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -142,6 +142,9 @@ DATA_UPLOAD_MAX_NUMBER_FILES = ANNOTATOR_MAX_FILES_PER_UPLOAD
 ANNOTATOR_MODEL_NAME = os.environ.get("ANNOTATOR_MODEL_NAME", "default")
 ANNOTATOR_MODEL_CHECKPOINT = os.environ.get("ANNOTATOR_MODEL_CHECKPOINT") or None
 ANNOTATOR_ALLOW_UNTRAINED = _bool("ANNOTATOR_ALLOW_UNTRAINED", True)
+# Whether new projects pre-fill their images with automatic-mask proposals (a project
+# setting afterwards). On a CPU, SAM's 32x32 grid costs a minute or more per photo.
+ANNOTATOR_PREFILL_DEFAULT = _bool("ANNOTATOR_PREFILL_DEFAULT", True)
 # How long "next image" keeps an image for one annotator without a heartbeat (work queue leases).
 ANNOTATOR_LEASE_SECONDS = int(os.environ.get("ANNOTATOR_LEASE_SECONDS", 600))
 # Real images for the demo and tests (never copied into the repository).

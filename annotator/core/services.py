@@ -59,7 +59,7 @@ def project_create(*, name: str, user, categories: Iterable[str] = ()) -> Projec
     name = name.strip()
     if not name:
         raise ValidationError({"name": ["A project needs a name."]})
-    project = Project.objects.create(name=name, created_by=user)
+    project = Project.objects.create(name=name, created_by=user, prefill_enabled=settings.ANNOTATOR_PREFILL_DEFAULT)
     Membership.objects.create(project=project, user=user, role=Membership.Role.ADMIN)
     seen: set[str] = set()
     for i, cat in enumerate(categories):

@@ -221,6 +221,8 @@ def test_generate_from_the_stored_embedding_of_a_real_photo(user, project, image
 def test_a_new_embedding_queues_proposals_only_when_enabled(project, image, django_capture_on_commit_callbacks):
     from unittest import mock
 
+    project.prefill_enabled = True
+    project.save()
     with mock.patch("annotator.core.prefill._enqueue") as enqueue:
         with django_capture_on_commit_callbacks(execute=True):
             prefill.after_embedding(image_id=image.pk)
@@ -285,3 +287,10 @@ def test_prefill_runs_on_its_own_queue():
     route = app.amqp.router.route({}, generate_proposals.name)
     assert route["queue"].name == settings.CELERY_PREFILL_QUEUE != settings.CELERY_TASK_DEFAULT_QUEUE
     assert app.amqp.router.route({}, embed_image.name)["queue"].name == settings.CELERY_TASK_DEFAULT_QUEUE
+
+
+def test_new_projects_follow_the_prefill_default(user, settings):
+    settings.ANNOTATOR_PREFILL_DEFAULT = True
+    assert services.project_create(name="on", user=user).prefill_enabled is True
+    settings.ANNOTATOR_PREFILL_DEFAULT = False
+    assert services.project_create(name="off", user=user).prefill_enabled is False

@@ -43,6 +43,7 @@ def test_prefill_review_by_keyboard(app_server, celery_worker_process):
     # measures that): an 8x8 grid and no IoU/stability floor give a handful of proposals
     # from any model in seconds. The filters themselves are tested in tests/engine.
     project.automatic_params = {"points_per_side": 8, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}
+    project.prefill_enabled = True  # off by default in the test settings (a minute of CPU per photo)
     project.save()
     services.images_upload(project=project, files=[grabcut_photo(PHOTO)], user=user)
     image = project.images.get()

@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import platform
+import shlex
 import statistics
 import sys
 import time
@@ -96,7 +97,7 @@ def official_generator(sam, params: AutomaticMaskParams):
 def agreement(ours: list[dict], official: list[dict]) -> float:
     """Share of the official generator's masks that ours reproduces with mask IoU > 0.9."""
     if not official:
-        return float("nan") if ours else 1.0
+        return float("nan")  # nothing to reproduce
     if not ours:
         return 0.0
     iou = mask_utils.iou([as_rle(r["segmentation"]) for r in ours], [as_rle(r["segmentation"]) for r in official],
@@ -155,9 +156,11 @@ def main() -> None:
                 recs = generate_masks(model, stored, (h, w), prm)
                 times.append(time.perf_counter() - t0)
                 cpus.append(time.process_time() - c0)
-            add(name, statistics.median(times), statistics.median(cpus), recs, best_ious(recs, gts))
+            ious = best_ious(recs, gts)
+            add(name, statistics.median(times), statistics.median(cpus), recs, ious)
             ours = recs if ours is None else ours
-            line += f" {name} {statistics.median(times):.1f} s ({statistics.median(cpus):.1f} CPU s) {len(recs)} masks;"
+            line += (f" {name} {statistics.median(times):.1f} s ({statistics.median(cpus):.1f} CPU s) {len(recs)} masks"
+                     f" best IoU {np.round(ious, 2).tolist()};")
         if i < k_official:
             gen, timer = official_generator(model.sam, params)
             t0, c0 = time.perf_counter(), time.process_time()
@@ -166,7 +169,7 @@ def main() -> None:
             add("official", sec, cpu, recs, best_ious(recs, gts), encoder=timer["encoder"],
                 encoder_cpu=timer["encoder_cpu"], agree=agreement(ours, recs))
             line += (f" official {sec:.1f} s ({cpu:.1f} CPU s; encoder {timer['encoder']:.1f} s) "
-                     f"{len(recs)} masks")
+                     f"{len(recs)} masks best IoU {np.round(runs['official']['ious'][-len(gts):], 2).tolist()}")
         print(line, flush=True)
 
     def row(name: str, prm: AutomaticMaskParams) -> str:
@@ -204,7 +207,7 @@ def main() -> None:
     with open(ROOT / "BENCHMARKS.md", "a") as fh:
         fh.write(
             f"\n## automatic masks, {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC\n\n"
-            f"`python bench/automatic_masks.py {' '.join(sys.argv[1:])}` on "
+            f"`python bench/automatic_masks.py {shlex.join(sys.argv[1:])}` on "
             f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
             f"torch {torch.__version__} ({torch.get_num_threads()} threads), torchvision {torchvision.__version__}, "
             f"segment-anything {getattr(segment_anything, '__version__', '1.0')}, pycocotools, OpenCV {cv2.__version__}; "

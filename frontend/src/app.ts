@@ -102,6 +102,7 @@ export class AnnotateApp {
   private readonly proposalClock = new ActiveTimer();
   /** Proposals with an accept/reject request in flight (a second key press is ignored). */
   private readonly deciding = new Set<number>();
+  private acceptingAbove = false;
   private navToken = 0;
   private clickSeq = 0;
   /** Saves not yet on the server, kept in IndexedDB (lib/outbox.ts); set up in start(). */
@@ -483,6 +484,16 @@ export class AnnotateApp {
 
   /** Accepts, as proposed, every pending proposal at or above the threshold. */
   private async acceptAbove(): Promise<void> {
+    if (this.acceptingAbove) return; // a second Shift+A while the first is on its way
+    this.acceptingAbove = true;
+    try {
+      await this.acceptAboveOnce();
+    } finally {
+      this.acceptingAbove = false;
+    }
+  }
+
+  private async acceptAboveOnce(): Promise<void> {
     const s = this.store.get();
     const image = s.image;
     if (!image) return;
@@ -828,6 +839,9 @@ export class AnnotateApp {
         this.navigate('next');
         break;
       case 'Tab':
+        // From the page (nothing focused) Tab walks the proposals; from a focused control it
+        // moves the keyboard focus as usual, so every button stays reachable.
+        if (t && t !== document.body) return;
         this.moveProposalFocus(ev.shiftKey ? -1 : 1);
         break;
       case 'a':

@@ -278,7 +278,7 @@ export class Panel {
       loading: 'Loading…',
       pending: 'Pre-fill queued on the server…',
       running: 'Pre-fill running on the server…',
-      ready: n ? '' : 'All proposals decided.',
+      ready: n ? '' : 'No pending proposals on this image.',
       failed: 'Pre-fill failed on the server.',
     }[s.proposalsStatus];
     const editing = s.editingProposal !== null ? `Editing #${s.editingProposal}: click to refine, Enter saves, Esc cancels.` : '';

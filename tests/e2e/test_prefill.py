@@ -138,6 +138,13 @@ def test_prefill_review_by_keyboard(app_server, celery_worker_process):
             assert all(p.predicted_iou < threshold for p in _db(lambda: _pending(image.pk)))
             page.wait_for_function(f"document.querySelector('.saved-layer').dataset.count === '{2 + len(above)}'")
 
+            # Tab from a focused control moves the keyboard focus, not the proposal focus.
+            before = page.locator("#proposal-canvas").get_attribute("data-focused")
+            page.focus("#accept-above-btn")
+            page.keyboard.press("Tab")
+            assert page.evaluate("document.activeElement.id") == "prefill-threshold"
+            assert page.locator("#proposal-canvas").get_attribute("data-focused") == before
+
             counts = page.evaluate(f"fetch('/api/projects/{project.pk}/prefill').then(r => r.json())")
             assert counts["annotations_by_origin"]["prefill_accepted"] == 1 + len(above)
             assert counts["annotations_by_origin"]["prefill_edited"] == 1

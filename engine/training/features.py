@@ -117,6 +117,81 @@ def coco_mval_samples(root: Path, flip: bool = True) -> Iterator[Sample]:
             yield Sample(img_path.stem + ":flip", image[:, ::-1].copy(), [mask[:, ::-1].copy()])
 
 
+def _fit_tile(image: np.ndarray, mask: np.ndarray, th: int, tw: int) -> tuple[np.ndarray, np.ndarray]:
+    """Resize ``image``/``mask`` to fit a ``th`` x ``tw`` tile (aspect kept, centred, the
+    rest filled with mid-grey = the normalised mean, background in the mask)."""
+    from PIL import Image
+
+    h, w = mask.shape
+    s = min(th / h, tw / w)
+    nh, nw = max(1, int(round(h * s))), max(1, int(round(w * s)))
+    img = np.asarray(Image.fromarray(image).resize((nw, nh), Image.BILINEAR))
+    m = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((nw, nh), Image.BILINEAR)) > 127
+    out_i = np.full((th, tw, 3), 128, np.uint8)
+    out_m = np.zeros((th, tw), bool)
+    y0, x0 = (th - nh) // 2, (tw - nw) // 2
+    out_i[y0 : y0 + nh, x0 : x0 + nw] = img
+    out_m[y0 : y0 + nh, x0 : x0 + nw] = m
+    return out_i, out_m
+
+
+def mosaic_samples(root: Path, n: int, exclude: set[str] = frozenset(), seed: int = 0,
+                   size: int = 1024) -> Iterator[Sample]:
+    """``n`` composites of COCO_MVal photos, each with one mask per photo it shows.
+
+    COCO_MVal has one object mask per photo, so on its photos alone the target never
+    depends on where the click is: a model can (and the first default model did) learn a
+    salient-object segmenter that ignores the prompt's location. In a composite the same
+    image holds 2 or 4 targets and only the click tells them apart. Layouts: two photos
+    stacked (vertically for landscape photos, side by side for portrait ones; objects at
+    about 2/3 of their full-frame scale) or a 2x2 grid (about 1/2 scale), each photo
+    randomly flipped. Photos whose base name is in ``exclude`` (validation) are never used.
+    Names are the photos' names joined by ``+``.
+    """
+    from PIL import Image
+
+    from ..predictor import load_image
+
+    root = Path(root)
+    paths = [p for p in sorted((root / "img").glob("*.jpg"))
+             if p.stem not in exclude and (root / "gt" / (p.stem + ".png")).exists()]
+    rng = np.random.default_rng(seed)
+
+    def load(path: Path) -> tuple[np.ndarray, np.ndarray]:
+        image = load_image(path)
+        mask = np.asarray(Image.open(root / "gt" / (path.stem + ".png")).convert("L")) > 127
+        if rng.random() < 0.5:
+            image, mask = image[:, ::-1].copy(), mask[:, ::-1].copy()
+        return image, mask
+
+    made = 0
+    while made < n:
+        grid = rng.random() < 0.5
+        k = 4 if grid else 2
+        picks = [paths[i] for i in rng.choice(len(paths), k, replace=False)]
+        tiles = [load(p) for p in picks]
+        if any(m.shape != im.shape[:2] or not m.any() for im, m in tiles):
+            continue
+        canvas = np.full((size, size, 3), 128, np.uint8)
+        masks = []
+        half = size // 2
+        if grid:
+            boxes = [(0, 0), (0, half), (half, 0), (half, half)]
+            dims = (half, half)
+        elif sum(m.shape[1] >= m.shape[0] for _, m in tiles) >= 1:  # landscape: stack
+            boxes, dims = [(0, 0), (half, 0)], (half, size)
+        else:
+            boxes, dims = [(0, 0), (0, half)], (size, half)
+        for (im, m), (y0, x0) in zip(tiles, boxes):
+            ti, tm = _fit_tile(im, m, *dims)
+            canvas[y0 : y0 + dims[0], x0 : x0 + dims[1]] = ti
+            full = np.zeros((size, size), bool)
+            full[y0 : y0 + dims[0], x0 : x0 + dims[1]] = tm
+            masks.append(full)
+        yield Sample("+".join(p.stem for p in picks), canvas, masks)
+        made += 1
+
+
 class FeatureCache:
     """Read side of a feature cache directory.
 
@@ -197,12 +272,27 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-flip", action="store_true")
     p.add_argument("--max", type=int, default=100000)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--every", type=int, default=1, help="only every k-th photo (by name) as a plain image")
+    p.add_argument("--mosaics", type=int, default=0,
+                   help="also N multi-photo composites (see mosaic_samples); the photos that "
+                        "TrainData holds out for validation are never used in them")
+    p.add_argument("--val-images", type=int, default=40, help="as train --val-images (for the exclusion)")
     a = p.parse_args(argv)
     if "grabcut" in str(a.data).lower():
         raise SystemExit("GrabCut is the evaluation set: never train on it")
     enc = LiteImageEncoder(pretrained_backbone=True).eval()
-    build_cache(coco_mval_samples(Path(a.data), flip=not a.no_flip), Path(a.out), enc,
-                max_images=a.max, threads=a.threads)
+    stems = sorted(p.stem for p in (Path(a.data) / "img").glob("*.jpg"))
+    chosen = stems[:: a.every]
+    keep = set(chosen)
+    samples: Iterable[Sample] = (s for s in coco_mval_samples(Path(a.data), flip=not a.no_flip)
+                                 if s.name.split(":")[0] in keep)
+    if a.mosaics:
+        import itertools
+
+        k = max(1, len(chosen) // max(1, a.val_images))
+        exclude = set(chosen[::k][: a.val_images])  # the photos TrainData will validate on
+        samples = itertools.chain(samples, mosaic_samples(Path(a.data), a.mosaics, exclude))
+    build_cache(samples, Path(a.out), enc, max_images=a.max, threads=a.threads)
 
 
 if __name__ == "__main__":

@@ -63,14 +63,17 @@ class TrainConfig:
     ckpt_every: int = 25
     val_images: int = 40
     threads: int = 1
-    # bf16 autocast for the decoder on CPU (avx512_bf16 here: 4x faster forward, 2x
-    # faster forward+backward than fp32); losses and IoUs are computed in fp32.
-    bf16: bool = True
+    # bf16 autocast for the decoder on CPU: 4x faster forward, 2x faster forward+backward
+    # than fp32 where the CPU has avx512_bf16/amx_bf16; without them (avx2 only) torch
+    # emulates bf16 and a step is about 10x SLOWER than fp32 (measured: 160 s vs 17 s).
+    # None = decide from the CPU flags (cpu_has_native_bf16).
+    bf16: bool | None = None
     # Focal loss alpha (weight of positives). 0.25 (Lin et al.'s default, SAM's) pushed
     # this small from-scratch decoder into predicting empty masks within 20 steps on
     # CPU-sized batches here; 0.5 weighs both classes alike.
     focal_alpha: float = 0.5
     crop: int = 0  # train on a crop x crop window of the 64x64 grid (0: full grid), see crop_batch
+    init_weights: str = ""  # start a fresh run (no last.pt) from these safetensors weights
     export_path: str = ""  # fp16 safetensors of the best model by validation, if set
 
 
@@ -206,16 +209,18 @@ class TrainData:
         self.val: list[tuple[int, int]] = []
         # Validation: every k-th base image of the first cache (its flip excluded from
         # training as well), so validation never sees a training photo.
+        # Composites (names "a+b+...", see features.mosaic_samples) never validate, and
+        # never train when they show a validation photo.
         first = self.caches[0]
-        bases = sorted({n.split(":")[0] for n in first.names})
+        bases = sorted({n.split(":")[0] for n in first.names if "+" not in n})
         k = max(1, len(bases) // max(1, val_images)) if val_images else 0
         val_bases = set(bases[::k][:val_images]) if val_images else set()
         for ci, cache in enumerate(self.caches):
             for mi, row in enumerate(cache.mask_image):
                 name = cache.names[row]
-                base = name.split(":")[0]
-                if base in val_bases:
-                    if ci == 0 and ":" not in name:
+                parts = {part.split(":")[0] for part in name.split("+")}
+                if parts & val_bases:
+                    if ci == 0 and ":" not in name and "+" not in name:
                         self.val.append((ci, mi))
                 else:
                     self.train.append((ci, mi))
@@ -308,7 +313,7 @@ def run_session(sam: Sam, emb: torch.Tensor, gt: torch.Tensor, valid: torch.Tens
     stats = {"loss": 0.0, "iou_first": 0.0, "iou_last": 0.0, "iou_mse": 0.0}
     for it in range(n_iter):
         with torch.set_grad_enabled(train and it in grad_iters):
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(cfg.bf16)):
                 sparse = embed_points(sam, torch.from_numpy(coords).float(), torch.from_numpy(labels).float())
                 low, iou_pred = decode_batch(sam, emb, sparse, mask_input, pos)
             low, iou_pred = low.float(), iou_pred.float()
@@ -408,6 +413,15 @@ def validate(sam: Sam, data: TrainData, clicks: int = 5, bf16: bool = True) -> l
 
 # --------------------------------------------------------------------------- loop
 
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU computes bf16 natively (avx512_bf16 or amx_bf16 in /proc/cpuinfo)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def trainable_parameters(sam: Sam) -> list[torch.nn.Parameter]:
     """Neck (laterals + neck), prompt encoder, mask decoder; the backbone stays frozen."""
     params = []
@@ -456,6 +470,9 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
 
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
+    if cfg.bf16 is None:
+        cfg.bf16 = cpu_has_native_bf16()
+        log.info("bf16 autocast %s (native bf16 on this CPU: %s)", "on" if cfg.bf16 else "off", cfg.bf16)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     data = TrainData(cfg.caches, cfg.val_images)
@@ -472,6 +489,13 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
         opt.load_state_dict(state["optimizer"])
         step, best, history = state["step"], state["best"], state.get("history", [])
         log.info("resumed from %s at step %d", ckpt, step)
+    elif cfg.init_weights:
+        from safetensors.torch import load_file
+
+        from ..build import load_state_strict
+
+        load_state_strict(sam, load_file(cfg.init_weights), cfg.init_weights)
+        log.info("initialised from %s", cfg.init_weights)
     sam.train()
 
     def save() -> None:
@@ -543,13 +567,17 @@ def main(argv: list[str] | None = None) -> None:
     for name in ("lr", "weight_decay", "box_prob", "p_deepest", "multimask_aux", "focal_alpha"):
         p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(TrainConfig, name))
     p.add_argument("--export", default="", help="write the best weights here (fp16 safetensors)")
+    p.add_argument("--init", default="", help="start a fresh run from these weights (safetensors)")
     p.add_argument("--no-resume", action="store_true")
-    p.add_argument("--fp32", action="store_true", help="no bf16 autocast")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--fp32", action="store_true", help="no bf16 autocast (default: bf16 only on a CPU with native bf16)")
+    g.add_argument("--bf16", action="store_true", help="bf16 autocast even without native bf16 (slow)")
     a = p.parse_args(argv)
     if any("grabcut" in c.lower() for c in a.cache):
         raise SystemExit("GrabCut is the evaluation set: never train on it")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    cfg = TrainConfig(caches=a.cache, out_dir=a.out, export_path=a.export, bf16=not a.fp32,
+    bf16 = False if a.fp32 else (True if a.bf16 else None)
+    cfg = TrainConfig(caches=a.cache, out_dir=a.out, export_path=a.export, bf16=bf16, init_weights=a.init,
                       **{k: getattr(a, k) for k in ("steps", "batch", "warmup", "seed", "val_every", "ckpt_every",
                                                      "val_images", "threads", "iterations", "loss_iters", "crop", "lr", "weight_decay",
                                                      "box_prob", "p_deepest", "multimask_aux", "focal_alpha")})

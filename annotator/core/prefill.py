@@ -108,7 +108,8 @@ def _enqueue(image_ids: list[int]) -> None:
 
 def prefill_run_project(*, project: Project, user, image_ids: list[int] | None = None) -> int:
     """(Re)generate proposals for a project's images (all, or ``image_ids``) whose
-    embedding is ready; images still embedding get theirs when the embedding lands.
+    embedding is ready and that are not already queued; images still embedding get theirs
+    when the embedding lands.
 
     Returns:
         the number of images queued.
@@ -117,7 +118,10 @@ def prefill_run_project(*, project: Project, user, image_ids: list[int] | None =
         permissions.NotAllowed: the role may not run pre-fill.
     """
     require_role(user=user, project=project, roles=PREFILL_ROLES, action="run pre-fill")
-    qs = Image.objects.filter(project=project, embedding_status=Image.EmbeddingStatus.READY)
+    # Images still queued are left alone: their task reads the project's parameters when it
+    # runs, so queueing them again would only generate twice.
+    qs = Image.objects.filter(project=project, embedding_status=Image.EmbeddingStatus.READY).exclude(
+        proposals_status=Image.ProposalsStatus.PENDING)
     if image_ids is not None:
         qs = qs.filter(pk__in=image_ids)
     ids = list(qs.values_list("pk", flat=True))

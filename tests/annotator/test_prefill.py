@@ -294,3 +294,23 @@ def test_new_projects_follow_the_prefill_default(user, settings):
     assert services.project_create(name="on", user=user).prefill_enabled is True
     settings.ANNOTATOR_PREFILL_DEFAULT = False
     assert services.project_create(name="off", user=user).prefill_enabled is False
+
+
+def test_run_queues_embedded_images_once(api_client, project, image, django_capture_on_commit_callbacks):
+    from unittest import mock
+
+    Image.objects.filter(pk=image.pk).update(embedding_status="ready")
+    with mock.patch("annotator.core.prefill._enqueue") as enqueue:
+        with django_capture_on_commit_callbacks(execute=True):
+            res = api_client.post(f"/api/projects/{project.pk}/prefill/run", {}, format="json")
+        assert res.status_code == 202 and res.json() == {"queued": 1}
+        enqueue.assert_called_once_with([image.pk])
+        # Still queued: a second run does not queue it twice (the task reads the params when it runs).
+        with django_capture_on_commit_callbacks(execute=True):
+            again = api_client.post(f"/api/projects/{project.pk}/prefill/run", {}, format="json")
+        assert again.json() == {"queued": 0} and enqueue.call_count == 1
+        Image.objects.filter(pk=image.pk).update(proposals_status="ready")
+        with django_capture_on_commit_callbacks(execute=True):
+            third = api_client.post(f"/api/projects/{project.pk}/prefill/run", {"image_ids": [image.pk]},
+                                    format="json")
+        assert third.json() == {"queued": 1} and enqueue.call_count == 2

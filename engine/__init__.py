@@ -20,7 +20,7 @@ _EXPORTS = {
     "embedding_to_bytes": "predictor", "load_image": "predictor", "predict": "predictor",
     "resized_shape": "predictor",
     "Click": "clicks", "next_click": "clicks", "load_dataset": "evaluate",
-    "AutomaticMaskParams": "automatic", "generate_masks": "automatic",
+    "AutomaticMaskParams": "automatic_params", "generate_masks": "automatic",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -40,7 +40,8 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
-    from .automatic import AutomaticMaskParams, generate_masks  # noqa: F401
+    from .automatic import generate_masks  # noqa: F401
+    from .automatic_params import AutomaticMaskParams  # noqa: F401
     from .build import (DEFAULT_WEIGHTS, MODEL_REGISTRY, CheckpointError, LoadedModel,  # noqa: F401
                         build_model, load_default)
     from .clicks import Click, next_click  # noqa: F401

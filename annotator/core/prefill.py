@@ -51,7 +51,7 @@ def prefill_params(*, project: Project):
     Raises:
         ValidationError: stored overrides that are no longer valid (keyed ``params``).
     """
-    from engine.automatic import AutomaticMaskParams
+    from engine.automatic_params import AutomaticMaskParams
 
     try:
         return AutomaticMaskParams.from_dict(project.automatic_params or {})
@@ -68,7 +68,7 @@ def prefill_settings_update(*, project: Project, user, enabled: bool | None = No
         ValidationError: an unknown parameter or a value out of range (engine's message).
         permissions.NotAllowed: the role may not change project settings.
     """
-    from engine.automatic import AutomaticMaskParams
+    from engine.automatic_params import AutomaticMaskParams
 
     require_role(user=user, project=project, roles=PREFILL_ROLES, action="change pre-fill settings")
     if params is not None:

@@ -310,3 +310,13 @@ def test_small_region_removal_matches_segment_anything():
     for a, b in zip(ours["rles"], theirs["rles"]):
         np.testing.assert_array_equal(mask_utils.decode(a).astype(bool), rle_to_mask(b))
     assert len(ours["rles"]) == 3  # the holed duplicate is gone
+
+
+def test_params_load_without_torch():
+    """The web process validates a project's parameters without loading torch."""
+    import subprocess
+    import sys
+
+    code = ("import sys, engine; p = engine.AutomaticMaskParams.from_dict({'points_per_side': 8}); "
+            "assert p.points_per_side == 8; assert 'torch' not in sys.modules, 'torch was imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=str(__import__("pathlib").Path(__file__).parents[2]))

@@ -29,6 +29,23 @@ def _cached_sha(path: str, size: int, mtime_ns: int) -> str:
     return file_sha256(Path(path))
 
 
+def _weights_path(name: str, checkpoint: str | Path | None) -> Path | None:
+    path = Path(checkpoint) if checkpoint else (DEFAULT_WEIGHTS if name == "default" else None)
+    return path if path is not None and path.is_file() else None
+
+
+def weights_sha256(name: str, checkpoint: str | Path | None = None) -> str:
+    """Full hex SHA-256 of the weights file :func:`model_id_for` reads ("" when there is none).
+
+    Cached by (path, size, mtime), like :func:`model_id_for`.
+    """
+    path = _weights_path(name, checkpoint)
+    if path is None:
+        return ""
+    st = os.stat(path)
+    return _cached_sha(str(path.resolve()), st.st_size, st.st_mtime_ns)
+
+
 def model_id_for(name: str, checkpoint: str | Path | None = None) -> str:
     """The id :func:`engine.build_model` gives the same model, without building it.
 
@@ -39,8 +56,5 @@ def model_id_for(name: str, checkpoint: str | Path | None = None) -> str:
     Returns:
         ``<name>-<12 hex>``, or ``<name>-untrained`` when the weights file does not exist.
     """
-    path = Path(checkpoint) if checkpoint else (DEFAULT_WEIGHTS if name == "default" else None)
-    if path is None or not path.is_file():
-        return f"{name}-untrained"
-    st = os.stat(path)
-    return f"{name}-{_cached_sha(str(path.resolve()), st.st_size, st.st_mtime_ns)[:12]}"
+    sha = weights_sha256(name, checkpoint)
+    return f"{name}-{sha[:12]}" if sha else f"{name}-untrained"

@@ -157,3 +157,41 @@ def export_decoder(model: LoadedModel | Sam, path: str | Path, quantize: bool = 
         quantize_dynamic(str(fp32_path), str(path), weight_type=QuantType.QUInt8)
         fp32_path.unlink()
     return path
+
+
+def decoder_agreement(reference: str | Path, candidate: str | Path, trials: int = 8, seed: int = 0) -> dict:
+    """How close a candidate decoder ONNX (e.g. the QUInt8 one) is to a reference (fp32).
+
+    Runs both in onnxruntime on ``trials`` random feeds (N(0, 1) 1x256x64x64 embeddings,
+    1-3 random points in the 1024 frame plus the padding point, no mask input, a 480x640
+    ``orig_im_size``) and compares the 4 candidate masks thresholded at 0.
+
+    Returns:
+        ``{"trials", "mask_iou_mean", "mask_iou_min", "iou_predictions_max_abs"}`` (mask IoU
+        of candidate vs reference; 1.0 when both masks are empty).
+    """
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(seed)
+    sessions = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (reference, candidate)]
+    ious: list[float] = []
+    iou_err = 0.0
+    for _ in range(trials):
+        n = int(rng.integers(1, 4))
+        coords = np.concatenate([rng.uniform(0, IMAGE_SIZE, (1, n, 2)), np.zeros((1, 1, 2))], axis=1)
+        labels = np.concatenate([rng.integers(0, 2, (1, n)), -np.ones((1, 1))], axis=1)
+        feeds = {
+            "image_embeddings": rng.standard_normal((1, EMBED_DIM, EMBED_SIZE, EMBED_SIZE)).astype(np.float32),
+            "point_coords": coords.astype(np.float32),
+            "point_labels": labels.astype(np.float32),
+            "mask_input": np.zeros((1, 1, 256, 256), np.float32),
+            "has_mask_input": np.zeros(1, np.float32),
+            "orig_im_size": np.array([480.0, 640.0], np.float32),
+        }
+        (ref_masks, ref_iou, _), (cand_masks, cand_iou, _) = (s.run(None, feeds) for s in sessions)
+        iou_err = max(iou_err, float(np.max(np.abs(ref_iou - cand_iou))))
+        for a, b in zip(ref_masks[0] > 0, cand_masks[0] > 0):
+            union = np.logical_or(a, b).sum()
+            ious.append(1.0 if union == 0 else float(np.logical_and(a, b).sum() / union))
+    return {"trials": trials, "mask_iou_mean": round(float(np.mean(ious)), 4),
+            "mask_iou_min": round(float(np.min(ious)), 4), "iou_predictions_max_abs": round(iou_err, 4)}

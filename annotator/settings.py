@@ -142,6 +142,8 @@ DATA_UPLOAD_MAX_NUMBER_FILES = ANNOTATOR_MAX_FILES_PER_UPLOAD
 ANNOTATOR_MODEL_NAME = os.environ.get("ANNOTATOR_MODEL_NAME", "default")
 ANNOTATOR_MODEL_CHECKPOINT = os.environ.get("ANNOTATOR_MODEL_CHECKPOINT") or None
 ANNOTATOR_ALLOW_UNTRAINED = _bool("ANNOTATOR_ALLOW_UNTRAINED", True)
+# How many model versions one process keeps loaded (projects may use different versions).
+ANNOTATOR_MODEL_CACHE_SIZE = int(os.environ.get("ANNOTATOR_MODEL_CACHE_SIZE", 2))
 # Whether new projects pre-fill their images with automatic-mask proposals (a project
 # setting afterwards). On a CPU, SAM's 32x32 grid costs a minute or more per photo.
 ANNOTATOR_PREFILL_DEFAULT = _bool("ANNOTATOR_PREFILL_DEFAULT", True)

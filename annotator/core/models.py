@@ -5,6 +5,47 @@ from django.db import models
 from django.utils import timezone
 
 
+class ModelVersion(models.Model):
+    """One set of SAM weights the server can embed with and serve a decoder for.
+
+    Embeddings, decoders and annotation events are keyed by ``model_id``
+    (``<architecture>-<first 12 hex of the weights' SHA-256>``, engine.identity), so a
+    version's id changes whenever its weights do. Versions come from three places: the
+    shipped (configured) default, registered on first use; official checkpoints installed
+    with ``manage.py model_install``; and retraining (a ``parent`` and its ``metrics``).
+    Only ``promoted`` versions may be chosen for a project.
+    """
+
+    class Source(models.TextChoices):
+        SHIPPED = "shipped"
+        INSTALLED = "installed"
+        RETRAINED = "retrained"
+
+    model_id = models.CharField(max_length=100, unique=True)
+    name = models.CharField(max_length=200, help_text="what people see: e.g. 'SAM ViT-H (official)'")
+    architecture = models.CharField(max_length=20, help_text="engine.MODEL_REGISTRY name: default, vit_b, vit_l, vit_h")
+    checkpoint = models.CharField(max_length=1000, blank=True,
+                                  help_text="absolute path of the weights file, readable by every worker; "
+                                            "blank = the shipped engine/weights/default.safetensors")
+    sha256 = models.CharField(max_length=64, blank=True, help_text="of the weights file; blank when untrained")
+    source = models.CharField(max_length=10, choices=Source.choices)
+    parent = models.ForeignKey("self", on_delete=models.PROTECT, null=True, blank=True, related_name="children",
+                               help_text="the version a retrained one was fine-tuned from")
+    metrics = models.JSONField(default=dict, blank=True,
+                               help_text="evaluation results (e.g. held-out NoC@85/90) and decoder export checks")
+    promoted = models.BooleanField(default=True, help_text="may be chosen for projects (a retrained candidate "
+                                                           "that did not beat its parent stays unpromoted)")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.model_id})"
+
+
 class Project(models.Model):
     name = models.CharField(max_length=200)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
@@ -15,6 +56,11 @@ class Project(models.Model):
     )
     automatic_params = models.JSONField(
         default=dict, blank=True, help_text="overrides of engine.AutomaticMaskParams for this project's proposals"
+    )
+    model_version = models.ForeignKey(
+        ModelVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="projects",
+        help_text="the model its images are embedded with and its browsers decode with; "
+                  "none = the server's configured default model (model_versions.model_version_default)",
     )
 
     def __str__(self) -> str:

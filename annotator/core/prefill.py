@@ -136,17 +136,21 @@ def after_embedding(*, image_id: int) -> None:
         prefill_request(image_ids=[image_id])
 
 
-def _load_embedding(image: Image) -> tuple[np.ndarray, str]:
-    """(1x256x64x64 float32 embedding, model id) for the server's current model, computing
-    the embedding first if this model has none yet."""
+def _load_embedding(image: Image, model_id: str) -> np.ndarray:
+    """The 1x256x64x64 float32 embedding of ``image`` by ``model_id`` (its project's version),
+    computing it first if there is none yet.
+
+    Raises:
+        RuntimeError: the project switched to another version meanwhile (the switch queued
+            the image again; this run's masks would come from the wrong model).
+    """
     import engine
 
-    from .model_runtime import current_model_id
-
-    model_id = current_model_id()
     emb = Embedding.objects.filter(image=image, model_id=model_id).first() or embedding_compute(image=image)
+    if emb.model_id != model_id:
+        raise RuntimeError(f"the project switched from model {model_id} to {emb.model_id} meanwhile")
     with emb.file.open("rb") as fh:
-        return engine.embedding_from_bytes(fh.read()), emb.model_id
+        return engine.embedding_from_bytes(fh.read())
 
 
 def _mask_iou_matrix(records_rle: list[dict], others_rle: list[dict]) -> np.ndarray:
@@ -177,12 +181,15 @@ def proposals_generate(*, image: Image, progress: Callable[[int, int], None] | N
     """
     from engine.automatic import generate_masks
 
-    from .model_runtime import current_model
+    from .model_runtime import model_for_version
+    from .model_versions import project_model_version
 
     params = prefill_params(project=image.project)
     Image.objects.filter(pk=image.pk).update(proposals_status=Image.ProposalsStatus.RUNNING, proposals_error="")
-    embedding, model_id = _load_embedding(image)
-    records = generate_masks(current_model().sam, embedding, (image.height, image.width), params=params,
+    model = model_for_version(project_model_version(image.project))
+    model_id = model.model_id
+    embedding = _load_embedding(image, model_id)
+    records = generate_masks(model.sam, embedding, (image.height, image.width), params=params,
                              progress=progress)
     annotations = list(Annotation.objects.filter(image=image).values_list("rle", flat=True))
     rejected = list(Proposal.objects.filter(image=image, status=Proposal.Status.REJECTED).values_list("rle", flat=True))

@@ -249,7 +249,7 @@ def images_upload(*, project: Project, files: list[tuple[str, bytes]], user) -> 
 
 
 def image_request_embedding(*, image: Image) -> None:
-    """Mark an image pending and queue its embedding with the current model."""
+    """Mark an image pending and queue its embedding with its project's model version."""
     with transaction.atomic():
         Image.objects.filter(pk=image.pk).update(embedding_status=Image.EmbeddingStatus.PENDING, embedding_error="",
                                                  embedding_queued_at=timezone.now(), embedding_unfinished_runs=0)
@@ -314,18 +314,23 @@ def embedding_run_retrying(*, image_id: int) -> None:
 
 
 def embedding_compute(*, image: Image) -> Embedding:
-    """Compute and store the embedding of ``image`` with the server's current model.
+    """Compute and store the embedding of ``image`` with its project's model version.
 
-    Idempotent: an existing embedding for (image, model) is reused, never duplicated.
+    Idempotent: an existing embedding for (image, model) is reused, never duplicated. The
+    image becomes ready only if its project still uses that version when the embedding is
+    stored (a switch meanwhile has queued the image again for the new one).
 
     Raises:
         engine.ImageError: the stored file cannot be decoded (permanent).
+        model_runtime.ModelUnavailable: the version's weights cannot be loaded.
     """
     import engine
 
-    from .model_runtime import current_model
+    from .model_runtime import model_for_version
+    from .model_versions import project_model_id, project_model_version
 
-    model = current_model()
+    project = Project.objects.select_related("model_version").get(pk=image.project_id)
+    model = model_for_version(project_model_version(project))
     existing = Embedding.objects.filter(image=image, model_id=model.model_id).first()
     if existing is None:
         source = image.display_file if image.display_file else image.file
@@ -345,9 +350,17 @@ def embedding_compute(*, image: Image) -> Embedding:
         except IntegrityError:  # a concurrent run of the same task won the race
             emb.file.delete(save=False)
             existing = Embedding.objects.get(image=image, model_id=model.model_id)
-    Image.objects.filter(pk=image.pk).update(
-        embedding_status=Image.EmbeddingStatus.READY, embedding_error="", embedding_unfinished_runs=0
-    )
+    with transaction.atomic():
+        # Serialised with project_model_switch by the project row: a switch either sees this
+        # embedding or happens after this check.
+        project = Project.objects.select_for_update().get(pk=image.project_id)
+        if project_model_id(project) == model.model_id:
+            Image.objects.filter(pk=image.pk).update(
+                embedding_status=Image.EmbeddingStatus.READY, embedding_error="", embedding_unfinished_runs=0
+            )
+        else:
+            log.info("image %s: embedded with %s, but its project now uses %s", image.pk, model.model_id,
+                     project_model_id(project))
     return existing
 
 
@@ -449,6 +462,12 @@ def annotation_create(*, image: Image, user, segmentation: Any, category: int | 
         return done  # a concurrent replay stored it while we waited for the image's lock
     rle, bbox, area = _clean_mask(segmentation, image)
     clean_prompts, counts = _clean_prompts(prompts, image.width, image.height)
+    if not model_id and clean_prompts:
+        # Made with prompts by a client that did not say with which model: the project's
+        # version now is the one it was served, so throughput per version stays complete.
+        from .model_versions import project_model_id
+
+        model_id = project_model_id(image.project)
     annotation = Annotation.objects.create(
         image=image, category=_clean_category(category, image), rle=rle, bbox=bbox, area=area,
         prompts=clean_prompts, predicted_iou=predicted_iou, candidate_index=candidate_index,

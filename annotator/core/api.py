@@ -18,7 +18,8 @@ from rest_framework.views import APIView
 
 from . import selectors, services
 from .exports import coco_chunks
-from .model_runtime import UnknownModel, current_model_id, decoder_path
+from .model_runtime import ModelUnavailable, UnknownModel, decoder_path
+from .model_versions import model_versions_list, project_model_id
 from .models import Embedding, Image, ExportJob
 from .permissions import EXPORT_ROLES, Action, NotAllowed, require, require_role
 from .serializers import (
@@ -31,7 +32,10 @@ from .serializers import (
     ImportReportOutput,
     ImageDetailOutput,
     ImageOutput,
+    ModelVersionOutput,
     ProjectCreateInput,
+    ProjectModelInput,
+    ProjectModelOutput,
     ProjectOutput,
     ProjectUpdateInput,
 )
@@ -96,12 +100,9 @@ def _immutable_file_response(request, etag: str, open_file, content_type: str):
 
 
 class ModelListView(APIView):
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(responses=ModelVersionOutput(many=True))
     def get(self, request):
-        model_id = current_model_id()
-        name = model_id.rsplit("-", 1)[0]
-        return Response([{"model_id": model_id, "name": name,
-                          "decoder_url": f"/api/models/{model_id}/decoder.onnx"}])
+        return Response(ModelVersionOutput(model_versions_list(), many=True).data)
 
 
 class DecoderView(APIView):
@@ -114,6 +115,8 @@ class DecoderView(APIView):
             path = decoder_path(model_id, quantized=quantized)
         except UnknownModel:
             raise Http404("This server does not serve that model.")
+        except ModelUnavailable as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
         stat = path.stat()
         etag = f'"{model_id}-{"q" if quantized else "f"}-{stat.st_size}-{int(stat.st_mtime)}"'
         return _immutable_file_response(request, etag, lambda: open(path, "rb"), "application/octet-stream")
@@ -123,7 +126,7 @@ class ProjectListView(APIView):
     @extend_schema(responses=ProjectOutput(many=True))
     def get(self, request):
         projects = selectors.projects_for_user(user=request.user)
-        return Response(ProjectOutput(projects, many=True, context={"model_id": current_model_id()}).data)
+        return Response(ProjectOutput(projects, many=True).data)
 
     @extend_schema(request=ProjectCreateInput, responses={201: ProjectOutput})
     def post(self, request):
@@ -131,7 +134,7 @@ class ProjectListView(APIView):
         data.is_valid(raise_exception=True)
         project = _service_call(services.project_create, user=request.user, **data.validated_data)
         project = selectors.project_get(user=request.user, project_id=project.pk)
-        return Response(ProjectOutput(project, context={"model_id": current_model_id()}).data, status=201)
+        return Response(ProjectOutput(project).data, status=201)
 
 
 class ProjectDetailView(APIView):
@@ -140,7 +143,7 @@ class ProjectDetailView(APIView):
     @extend_schema(responses=ProjectOutput)
     def get(self, request, project_id: int):
         project = selectors.project_get(user=request.user, project_id=project_id)
-        return Response(ProjectOutput(project, context={"model_id": current_model_id()}).data)
+        return Response(ProjectOutput(project).data)
 
     @extend_schema(request=ProjectUpdateInput, responses=ProjectOutput)
     def patch(self, request, project_id: int):
@@ -150,7 +153,47 @@ class ProjectDetailView(APIView):
         data.is_valid(raise_exception=True)
         _service_call(services.project_update, project=project, user=request.user, **data.validated_data)
         project = selectors.project_get(user=request.user, project_id=project_id)
-        return Response(ProjectOutput(project, context={"model_id": current_model_id()}).data)
+        return Response(ProjectOutput(project).data)
+
+
+class ProjectModelView(APIView):
+    """The project's model version and how far its images are embedded with it; PATCH
+    switches the version (its images are embedded again in the background)."""
+
+    parser_classes = [JSONParser]
+
+    @staticmethod
+    def _body(project) -> dict:
+        from .model_versions import project_embedding_progress, project_model_version
+
+        return ProjectModelOutput({
+            "model_version": project_model_version(project),
+            "follows_default": project.model_version_id is None,
+            "embeddings": project_embedding_progress(project=project),
+        }).data
+
+    @extend_schema(responses=ProjectModelOutput)
+    def get(self, request, project_id: int):
+        project = selectors.project_get(user=request.user, project_id=project_id)
+        return Response(self._body(project))
+
+    @extend_schema(request=ProjectModelInput, responses=ProjectModelOutput)
+    def patch(self, request, project_id: int):
+        from .model_versions import project_model_switch
+        from .models import ModelVersion
+
+        project = selectors.project_get(user=request.user, project_id=project_id)
+        _service_call(require, user=request.user, project=project, action=Action.MODEL)
+        data = ProjectModelInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        version_id = data.validated_data["model_version"]
+        version = None
+        if version_id is not None:
+            version = ModelVersion.objects.filter(pk=version_id).first()
+            if version is None:
+                raise DRFValidationError({"model_version": [f"No model version {version_id}."]})
+        _service_call(project_model_switch, project=project, user=request.user, version=version)
+        return Response(self._body(selectors.project_get(user=request.user, project_id=project_id)))
 
 
 class ProjectImagesView(APIView):
@@ -160,7 +203,7 @@ class ProjectImagesView(APIView):
     def get(self, request, project_id: int):
         project = selectors.project_get(user=request.user, project_id=project_id)
         images = selectors.images_for_user(user=request.user).filter(project=project).prefetch_related("embeddings").order_by("id")
-        return Response(ImageOutput(images, many=True, context={"model_id": current_model_id()}).data)
+        return Response(ImageOutput(images, many=True).data)
 
     @extend_schema(
         request={"multipart/form-data": {"type": "object", "properties": {
@@ -173,7 +216,7 @@ class ProjectImagesView(APIView):
         uploads = request.FILES.getlist("files")
         files = [(f.name, f.read()) for f in uploads]
         images = _service_call(services.images_upload, project=project, files=files, user=request.user)
-        return Response(ImageOutput(images, many=True, context={"model_id": current_model_id()}).data, status=201)
+        return Response(ImageOutput(images, many=True).data, status=201)
 
 
 class ImageDetailView(APIView):
@@ -181,7 +224,7 @@ class ImageDetailView(APIView):
     def get(self, request, image_id: int):
         image = selectors.image_get(user=request.user, image_id=image_id)
         image.prev_id, image.next_id = selectors.image_neighbours(image=image)
-        return Response(ImageDetailOutput(image, context={"model_id": current_model_id()}).data)
+        return Response(ImageDetailOutput(image).data)
 
 
 class ImageFileView(APIView):
@@ -201,16 +244,27 @@ class ImageEmbeddingView(APIView):
     @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, 409: OpenApiTypes.OBJECT})
     def get(self, request, image_id: int):
         image = selectors.image_get(user=request.user, image_id=image_id)
-        model_id = request.query_params.get("model_id") or current_model_id()
+        project_model = project_model_id(image.project)
+        # The browser names the model of the decoder it holds: it gets that model's embedding
+        # or an error, never another model's.
+        model_id = request.query_params.get("model_id") or project_model
         embedding = Embedding.objects.filter(image=image, model_id=model_id).first()
         if embedding is None:
-            if image.embedding_status == Image.EmbeddingStatus.READY and model_id == current_model_id():
+            if model_id != project_model:
+                return Response(
+                    {"detail": f"This project now uses model {project_model}, not {model_id}: reload the page to "
+                               f"load its decoder.", "code": "model_changed", "model_id": project_model,
+                     "embedding_status": image.embedding_status, "embedding_error": image.embedding_error},
+                    status=status.HTTP_409_CONFLICT,
+                )
+            if image.embedding_status == Image.EmbeddingStatus.READY:
                 # Embedded with a model this server no longer runs: compute it again.
                 services.image_request_embedding(image=image)
                 image.embedding_status = Image.EmbeddingStatus.PENDING
             return Response(
                 {"detail": f"The embedding is not ready (status: {image.embedding_status}).",
-                 "embedding_status": image.embedding_status, "embedding_error": image.embedding_error},
+                 "embedding_status": image.embedding_status, "embedding_error": image.embedding_error,
+                 "model_id": project_model},
                 status=status.HTTP_409_CONFLICT,
             )
         response = _immutable_file_response(request, f'"{embedding.sha256}"', lambda: embedding.file.open("rb"),

@@ -8,6 +8,7 @@ urlpatterns = [
     path("models/<str:model_id>/decoder.onnx", api.DecoderView.as_view(), name="api-decoder"),
     path("projects/", api.ProjectListView.as_view(), name="api-projects"),
     path("projects/<int:project_id>/", api.ProjectDetailView.as_view(), name="api-project"),
+    path("projects/<int:project_id>/model", api.ProjectModelView.as_view(), name="api-project-model"),
     path("projects/<int:project_id>/images/", api.ProjectImagesView.as_view(), name="api-project-images"),
     path("projects/<int:project_id>/export/coco", api.ProjectExportCocoView.as_view(), name="api-export-coco"),
     path("projects/<int:project_id>/exports/", api.ProjectExportsView.as_view(), name="api-project-exports"),

@@ -14,7 +14,6 @@ from rest_framework.views import APIView
 
 from . import selectors, stats, workflow
 from .api import _service_call
-from .model_runtime import current_model_id
 from .models import Image, Membership
 from .permissions import Action, require
 from .serializers import (
@@ -38,7 +37,7 @@ GROUP_BY = OpenApiParameter("group_by", str, enum=list(stats.GROUPS), default="u
 def _image_detail(request, image: Image) -> dict:
     image = selectors.image_get(user=request.user, image_id=image.pk)
     image.prev_id, image.next_id = selectors.image_neighbours(image=image)
-    return ImageDetailOutput(image, context={"model_id": current_model_id()}).data
+    return ImageDetailOutput(image).data
 
 
 class QueueNextView(APIView):
@@ -98,7 +97,7 @@ class ProjectReviewListView(APIView):
         if status not in Image.WorkStatus.values:
             raise DRFValidationError({"status": [f"Must be one of {', '.join(Image.WorkStatus.values)}."]})
         images = selectors.images_for_user(user=request.user).filter(project=project, status=status).order_by("id")
-        return Response(ImageOutput(images, many=True, context={"model_id": current_model_id()}).data)
+        return Response(ImageOutput(images, many=True).data)
 
 
 class ImageReviewView(APIView):

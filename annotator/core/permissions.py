@@ -15,6 +15,7 @@ otherwise). Superusers (site admins) may do everything.
 | ``dashboard``         | throughput statistics (API, page, CSV)                | yes   | yes     | no       | no        |
 | ``export``            | start, see and download exports                       | yes   | yes     | yes (3)  | no        |
 | ``import``            | import COCO annotations                               | yes   | yes     | no       | no        |
+| ``model``             | switch the project's model version (re-embeds images) | yes  | yes     | no       | no        |
 | ``administer``        | grant or change the admin role                        | yes   | no      | no       | no        |
 
 (1) only images assigned to them or to nobody, not yet done (services.image_check_annotatable).
@@ -41,6 +42,7 @@ class Action(StrEnum):
     DASHBOARD = "dashboard"
     EXPORT = "export"
     IMPORT = "import"
+    MODEL = "model"
     ADMINISTER = "administer"
 
 
@@ -48,7 +50,7 @@ A = Action
 ROLE_ACTIONS: dict[str, frozenset[Action]] = {
     R.ADMIN: frozenset(Action),
     R.MANAGER: frozenset({A.VIEW, A.ANNOTATE, A.REVIEW, A.SETTINGS, A.MEMBERS, A.ASSIGN, A.DASHBOARD, A.EXPORT,
-                          A.IMPORT}),
+                          A.IMPORT, A.MODEL}),
     R.REVIEWER: frozenset({A.VIEW, A.REVIEW, A.EXPORT}),
     R.ANNOTATOR: frozenset({A.VIEW, A.ANNOTATE}),
 }

@@ -14,7 +14,7 @@ def projects_for_user(*, user) -> QuerySet[Project]:
     admin who is no member) and ``my_superuser``."""
     qs = Project.objects.all() if user.is_superuser else Project.objects.filter(members=user)
     role = Membership.objects.filter(project=OuterRef("pk"), user=user).values("role")[:1]
-    return (qs.prefetch_related("categories").annotate(image_count=Count("images", distinct=True))
+    return (qs.select_related("model_version").prefetch_related("categories").annotate(image_count=Count("images", distinct=True))
             .annotate(my_role=Subquery(role), my_superuser=Value(user.is_superuser)).order_by("id"))
 
 
@@ -27,7 +27,8 @@ def project_get(*, user, project_id: int) -> Project:
 
 def images_for_user(*, user) -> QuerySet[Image]:
     qs = Image.objects.all() if user.is_superuser else Image.objects.filter(project__members=user)
-    return (qs.select_related("project", "assignee", "lease_holder", "done_by").prefetch_related("embeddings")
+    return (qs.select_related("project", "project__model_version", "assignee", "lease_holder", "done_by")
+            .prefetch_related("embeddings")
             .annotate(annotation_count=Count("annotations", distinct=True)))
 
 

@@ -7,7 +7,7 @@ from rest_framework import serializers
 MAX_ID = 2**62
 MAX_ACTIVE_MS = 24 * 3600 * 1000  # a day of active work on one mask is already absurd
 
-from .models import Annotation, Category, ExportJob, Image, ImageReview, Membership, Project, Proposal
+from .models import Annotation, Category, ExportJob, Image, ImageReview, Membership, ModelVersion, Project, Proposal
 
 
 # ---------------------------------------------------------------- inputs
@@ -21,6 +21,12 @@ class ProjectUpdateInput(serializers.Serializer):
     name = serializers.CharField(max_length=200, required=False)
     categories = serializers.ListField(child=serializers.CharField(max_length=100), required=False,
                                        help_text="names to add (existing ones are kept)")
+
+
+class ProjectModelInput(serializers.Serializer):
+    model_version = serializers.IntegerField(allow_null=True, min_value=1, max_value=MAX_ID,
+                                             help_text="a promoted version's id (GET /api/models/), or null to "
+                                                       "follow the server's configured default model")
 
 
 class RLEField(serializers.JSONField):
@@ -79,10 +85,48 @@ class CategoryOutput(serializers.ModelSerializer):
         fields = ["id", "name", "color"]
 
 
+def _project_model_id(context: dict, project: Project) -> str:
+    """The project's model id, looked up once per project per response."""
+    from .model_versions import project_model_id
+
+    cache = context.setdefault("_project_model_ids", {})
+    if project.pk not in cache:
+        cache[project.pk] = project_model_id(project)
+    return cache[project.pk]
+
+
+class ModelVersionOutput(serializers.ModelSerializer):
+    decoder_url = serializers.SerializerMethodField(help_text="the decoder ONNX (fp32; ?quantized=1: QUInt8)")
+
+    class Meta:
+        model = ModelVersion
+        fields = ["id", "model_id", "name", "architecture", "source", "parent", "sha256", "metrics", "promoted",
+                  "created_at", "decoder_url"]
+
+    def get_decoder_url(self, obj) -> str:
+        return reverse("api-decoder", args=[obj.model_id])
+
+
+class EmbeddingProgressOutput(serializers.Serializer):
+    model_id = serializers.CharField()
+    images = serializers.IntegerField()
+    embedded = serializers.IntegerField(help_text="images with an embedding of the project's version")
+    pending = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    done = serializers.BooleanField()
+
+
+class ProjectModelOutput(serializers.Serializer):
+    model_version = ModelVersionOutput()
+    follows_default = serializers.BooleanField(help_text="the project has no version of its own: it uses the "
+                                                         "server's configured default")
+    embeddings = EmbeddingProgressOutput()
+
+
 class ProjectOutput(serializers.ModelSerializer):
     categories = CategoryOutput(many=True, read_only=True)
     image_count = serializers.IntegerField(read_only=True, default=0)
-    model_id = serializers.SerializerMethodField()
+    model_id = serializers.SerializerMethodField(help_text="the model its embeddings and decoder come from")
     role = serializers.CharField(source="my_role", read_only=True, default=None,
                                  help_text="the requesting user's role (null for a site admin who is no member)")
     actions = serializers.SerializerMethodField(help_text="what the requesting user may do (permissions.Action)")
@@ -92,7 +136,7 @@ class ProjectOutput(serializers.ModelSerializer):
         fields = ["id", "name", "model_id", "categories", "image_count", "role", "actions", "created_at"]
 
     def get_model_id(self, obj) -> str:
-        return self.context.get("model_id", "")
+        return _project_model_id(self.context, obj)
 
     def get_actions(self, obj) -> list[str]:
         from .permissions import ROLE_ACTIONS, Action
@@ -132,8 +176,10 @@ class ImageOutput(serializers.ModelSerializer):
         return {"holder": obj.lease_holder.username, "expires_at": obj.lease_expires_at}
 
     def get_model_id(self, obj) -> str | None:
+        """The project's model id when the image has an embedding of it, else the newest
+        other embedding's (null for none)."""
         ids = [e.model_id for e in obj.embeddings.all()]
-        current = self.context.get("model_id")
+        current = _project_model_id(self.context, obj.project)
         if current in ids:
             return current
         return ids[-1] if ids else None
@@ -268,6 +314,8 @@ class StatsOutput(serializers.Serializer):
     columns = serializers.ListField(child=serializers.CharField())
     rows = StatsRowOutput(many=True)
     total = StatsRowOutput(help_text="the same columns over all events (its key is empty)")
+    labels = serializers.DictField(child=serializers.CharField(), required=False,
+                                   help_text="grouping by model: the name of each registered model version")
 
 
 class ImportSkipOutput(serializers.Serializer):

@@ -142,7 +142,9 @@ def _key(ev: dict[str, Any], group_by: str, names: dict[int, str]) -> str:
 def project_stats(*, project: Project, group_by: str) -> dict[str, Any]:
     """Throughput of ``project`` grouped by ``user`` (username), ``day`` (UTC date, ISO) or
     ``model`` (model id): ``{"group_by", "columns", "rows": [{"key", <column>: ...}],
-    "total": {<column>: ...}}``, rows sorted by key. See the module docstring for each column.
+    "total": {<column>: ...}, "labels": {key: name}}``, rows sorted by key. ``labels`` names
+    the registered model versions among the keys (grouping by model; empty otherwise). See
+    the module docstring for each column.
 
     Raises:
         ValueError: an unknown ``group_by``.
@@ -165,11 +167,18 @@ def project_stats(*, project: Project, group_by: str) -> dict[str, Any]:
     for ev in events:
         _add(groups[_key(ev, group_by, names)], ev)
         _add(total, ev)
+    labels: dict[str, str] = {}
+    if group_by == "model":
+        from .models import ModelVersion
+
+        labels = {mid: f"{name} ({source})" for mid, name, source in
+                  ModelVersion.objects.filter(model_id__in=list(groups)).values_list("model_id", "name", "source")}
     return {
         "group_by": group_by,
         "columns": COLUMNS,
         "rows": [{"key": key, **groups[key].row()} for key in sorted(groups)],
         "total": total.row(),
+        "labels": labels,
     }
 
 

@@ -65,7 +65,8 @@ def dashboard(request, project_id: int):
     labels = [(c, STATS_LABELS.get(c, c)) for c in stats.COLUMNS]
     tables = [
         {"group_by": g, "title": title, "labels": labels,
-         "rows": [(row["key"], [(c, row[c]) for c, _ in labels]) for row in groups[g]["rows"]],
+         "rows": [(row["key"], groups[g]["labels"].get(row["key"], ""), [(c, row[c]) for c, _ in labels])
+                  for row in groups[g]["rows"]],
          "total": [(c, groups[g]["total"][c]) for c, _ in labels]}
         for g, title in (("user", "Per annotator"), ("day", "Per day (UTC)"), ("model", "Per model version"))
     ]

@@ -280,21 +280,56 @@ export const imageFileUrl = (image: ImageInfo): string => (image.file_url ? url(
 
 export interface EmbeddingPayload {
   fp16: ArrayBuffer;
-  modelId: string | null;
+  modelId: string;
 }
 
 /**
- * The image's fp16 1x256x64x64 embedding. The browser's HTTP cache handles the ETag
- * (strong, immutable). A 409 (not ready yet) surfaces as ApiError with status 409 and
- * `body.embedding_status`.
+ * An embedding made by another model than the decoder the page holds: decoding it would
+ * give a wrong mask without any sign, so it is never fed to the decoder.
  */
-export async function getEmbedding(image: ImageInfo): Promise<EmbeddingPayload> {
-  const resp = await request(image.embedding_url || `images/${image.id}/embedding`, {
+export class ModelMismatchError extends Error {
+  constructor(
+    readonly expected: string,
+    readonly got: string | null,
+  ) {
+    super(
+      got
+        ? `This image's embedding is from model ${got}, but the decoder loaded here is ${expected}: reload the page.`
+        : `The server did not say which model made this embedding (expected ${expected}): not decoding it.`,
+    );
+    this.name = 'ModelMismatchError';
+  }
+}
+
+/** Throws ModelMismatchError unless the embedding's model (X-Model-Id) is the decoder's. */
+export function checkEmbeddingModel(expected: string, got: string | null): string {
+  if (got === null || got !== expected) throw new ModelMismatchError(expected, got);
+  return got;
+}
+
+/** The 409 the server answers when the project switched to another model since the page
+ * loaded its decoder (`code: "model_changed"`, `model_id`: the project's model now). */
+export function modelChangedTo(e: unknown): string | null {
+  if (!(e instanceof ApiError) || e.status !== 409) return null;
+  const body = e.body as { code?: unknown; model_id?: unknown } | null;
+  return body && body.code === 'model_changed' && typeof body.model_id === 'string' ? body.model_id : null;
+}
+
+/**
+ * The image's fp16 1x256x64x64 embedding made by `modelId`, the model of the decoder the
+ * page holds; anything else is an error (ModelMismatchError, or a 409 `model_changed`).
+ * The browser's HTTP cache handles the ETag (strong, immutable). A 409 (not ready yet)
+ * surfaces as ApiError with status 409 and `body.embedding_status`.
+ */
+export async function getEmbedding(image: ImageInfo, modelId: string): Promise<EmbeddingPayload> {
+  const base = image.embedding_url || `images/${image.id}/embedding`;
+  const resp = await request(`${base}?model_id=${encodeURIComponent(modelId)}`, {
     // JSON too: DRF negotiates its (JSON) error bodies against this header and answers 406
     // to an octet-stream-only Accept.
     headers: { Accept: 'application/octet-stream, application/json;q=0.9' },
   });
   const dtype = resp.headers.get('X-Embedding-Dtype');
   if (dtype && dtype !== 'float16') throw new ApiError(resp.status, `embedding dtype ${dtype}, expected float16`, null, {}, null);
-  return { fp16: await resp.arrayBuffer(), modelId: resp.headers.get('X-Model-Id') };
+  const got = checkEmbeddingModel(modelId, resp.headers.get('X-Model-Id'));
+  return { fp16: await resp.arrayBuffer(), modelId: got };
 }

@@ -11,6 +11,8 @@ import {
   decoderUrl,
   deleteAnnotation,
   getEmbedding,
+  ModelMismatchError,
+  modelChangedTo,
   getImage,
   getProject,
   imageFileUrl,
@@ -265,6 +267,13 @@ export class AnnotateApp {
     if (!stale() && this.store.get().embedding.phase === 'ready') void this.prefetch(info.next_id ?? null);
   }
 
+  /** The model whose embeddings this page may decode: the project's, whose decoder it loads. */
+  private modelId(): string {
+    const project = this.store.get().project;
+    if (!project) throw new Error('the project is not loaded yet');
+    return project.model_id;
+  }
+
   /** Gets the embedding into the worker, polling while the server still computes it. */
   private async ensureEmbedding(first: ImageInfo, stale: () => boolean): Promise<void> {
     let info = first;
@@ -282,7 +291,7 @@ export class AnnotateApp {
       try {
         if (info.embedding_status === 'ready') {
           this.store.set({ embedding: { phase: 'loading', detail: '' } });
-          const { fp16 } = await getEmbedding(info);
+          const { fp16 } = await getEmbedding(info, this.modelId());
           if (stale()) {
             await this.bridge.loadEmbedding(info.id, fp16); // keep it for when the user comes back
             return;
@@ -297,6 +306,13 @@ export class AnnotateApp {
         info = await getImage(info.id);
         this.store.set({ image: { ...info } });
       } catch (e) {
+        const changedTo = modelChangedTo(e);
+        if (e instanceof ModelMismatchError || changedTo !== null) {
+          // Never a silent wrong mask: the decoder held here is not the embedding's model.
+          const text = changedTo !== null ? `This project switched to model ${changedTo} after this page loaded the decoder of ${this.modelId()}: reload the page.` : (e as Error).message;
+          if (!stale()) this.store.set({ embedding: { phase: 'failed', detail: `— ${text}` }, message: { kind: 'error', text } });
+          return;
+        }
         if (e instanceof ApiError && e.status === 409) {
           // Listed as ready but not servable (yet) for the current model: keep polling, and
           // show why, so a server-side mismatch does not look like a plain wait.
@@ -317,7 +333,7 @@ export class AnnotateApp {
       const info = await getImage(nextId);
       void loadPicture(imageFileUrl(info)).catch(() => undefined); // shown with its own error if opened
       if (info.embedding_status !== 'ready') return;
-      const { fp16 } = await getEmbedding(info);
+      const { fp16 } = await getEmbedding(info, this.modelId());
       await this.bridge.loadEmbedding(info.id, fp16);
     } catch (e) {
       // Not user-facing: opening that image retries and reports properly.

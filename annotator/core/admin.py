@@ -1,7 +1,7 @@
 from django.contrib import admin
 
 from .models import (Annotation, AnnotationEvent, Category, Embedding, ExportJob, Image, ImageReview, Membership,
-                     Project)
+                     ModelVersion, Project)
 
 
 class CategoryInline(admin.TabularInline):
@@ -16,8 +16,20 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
-    list_display = ["id", "name", "created_by", "created_at"]
+    list_display = ["id", "name", "model_version", "created_by", "created_at"]
+    # Switching goes through model_versions.project_model_switch (it re-embeds the images):
+    # PATCH /api/projects/<id>/model, not a form field.
+    readonly_fields = ["model_version"]
     inlines = [CategoryInline, MembershipInline]
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    list_display = ["id", "model_id", "name", "architecture", "source", "parent", "promoted", "created_at"]
+    list_filter = ["source", "architecture", "promoted"]
+    # The identity of the weights is what embeddings are keyed by: never edited by hand.
+    readonly_fields = ["model_id", "architecture", "checkpoint", "sha256", "source", "parent", "metrics",
+                       "created_by", "created_at"]
 
 
 @admin.register(Image)

@@ -49,6 +49,10 @@ def model_version_default() -> ModelVersion:
         "promoted": True,
     })
     if created:
+        # Shipped weights replaced in place: the earlier shipped versions' file is gone, so
+        # they can be neither embedded with nor chosen any more.
+        ModelVersion.objects.filter(source=ModelVersion.Source.SHIPPED, checkpoint="").exclude(pk=version.pk).update(
+            promoted=False)
         log.info("registered the configured model as version %s", model_id)
     return version
 

@@ -293,6 +293,20 @@ def test_a_late_embedding_of_the_previous_version_does_not_mark_the_image_ready(
     assert Embedding.objects.filter(image=image, model_id=other.model_id).exists()
 
 
+def test_replaced_shipped_weights_retire_the_old_shipped_version(user):
+    project = project_with_photos(user=user)
+    current = model_version_default()
+    old = ModelVersion.objects.create(model_id="default-000000000000", name="old shipped", architecture="default",
+                                      source="shipped", promoted=True)
+    current.delete()  # as if the server had never used the present weights
+    assert model_version_default().model_id == current_model_id()
+    old.refresh_from_db()
+    assert old.promoted is False
+    res = client_for(user).patch(f"/api/projects/{project.pk}/model", {"model_version": old.pk}, format="json")
+    assert res.status_code == 400
+    assert "default-000000000000" not in [m["model_id"] for m in client_for(user).get("/api/models/").json()]
+
+
 def test_versions_load_by_id_in_a_small_lru_and_refuse_changed_weights(tmp_path, settings):
     settings.ANNOTATOR_MODEL_CACHE_SIZE = 1
     a = _register_default_copy(tmp_path, "a", 1.05)

@@ -133,9 +133,10 @@ def _light_engine() -> None:
     sys.modules["engine"] = pkg
 
 
-def run_import(*, project_id: int) -> None:
+def run_import(*, project_id: int, stream: bool = True) -> None:
     """Child process: import the project's COCO export into a new project with the same image
-    rows (``json.load`` of the file + the import service); prints a JSON line."""
+    rows: streamed (``fh=``, ijson, what the API and ``import_coco`` do) or, for comparison,
+    ``json.load`` of the whole file + the import service; prints a JSON line."""
     from annotator.core import services
     from annotator.core.exports import export_write
     from annotator.core.models import Annotation, Image, Project
@@ -156,13 +157,15 @@ def run_import(*, project_id: int) -> None:
         rss_before = _status_kb("VmRSS")
         started = time.perf_counter()
         with open(fh.name, "rb") as f:
-            data = json.load(f)
-        report = services.annotations_import_coco(project=target, user=source.created_by, data=data)
+            if stream:
+                report = services.annotations_import_coco(project=target, user=source.created_by, fh=f)
+            else:
+                report = services.annotations_import_coco(project=target, user=source.created_by, data=json.load(f))
         seconds = time.perf_counter() - started
     peak = _status_kb("VmHWM")
     Annotation.objects.filter(image__project=target).delete()
     target.delete()
-    print(json.dumps({"format": "import_coco", "seconds": seconds, "peak_rss_mb": peak / 1024,
+    print(json.dumps({"format": "import_coco" if stream else "import_coco_json", "seconds": seconds, "peak_rss_mb": peak / 1024,
                       "rss_before_mb": rss_before / 1024, "output_mb": size / 2**20,
                       "stats": {"imported": report["imported"], "skipped": len(report["skipped"])}}))
 
@@ -172,8 +175,8 @@ def run_one(*, project_id: int, format: str) -> None:
     from annotator.core.exports import export_write
     from annotator.core.models import Project
 
-    if format == "import_coco":
-        return run_import(project_id=project_id)
+    if format in ("import_coco", "import_coco_json"):
+        return run_import(project_id=project_id, stream=format == "import_coco")
     project = Project.objects.get(pk=project_id)
     rss_before = _status_kb("VmRSS")
     started = time.perf_counter()
@@ -236,8 +239,9 @@ def main() -> None:
     parser.add_argument("--masks", type=int, default=100_000)
     parser.add_argument("--per-image", type=int, default=100)
     parser.add_argument("--size", default="1024x768", help="image WxH")
-    parser.add_argument("--formats", default="coco,coco_polygons,sa1b,png,import_coco",
-                        help="export formats; import_coco = import of the project's COCO export")
+    parser.add_argument("--formats", default="coco,coco_polygons,sa1b,png,import_coco,import_coco_json",
+                        help="export formats; import_coco = streamed import of the project's COCO export, "
+                             "import_coco_json = the same with json.load of the whole file")
     parser.add_argument("--runs", type=int, default=3, help="runs of the RLE COCO export (others run once)")
     parser.add_argument("--no-append", action="store_true", help="do not append to BENCHMARKS.md")
     parser.add_argument("--modes", default="full,light",
@@ -300,8 +304,9 @@ def main() -> None:
                      f"pixel error {r['stats']['polygon_pixel_error']}")
         if r["format"] == "png":
             notes = f"overlap pixels {r['stats']['png_overlap_pixels']}"
-        if r["format"] == "import_coco":
-            notes = (f"json.load + import of the {r['output_mb']:.1f} MB COCO export: "
+        if r["format"].startswith("import_coco"):
+            how = "streamed (ijson)" if r["format"] == "import_coco" else "json.load"
+            notes = (f"{how} import of the {r['output_mb']:.1f} MB COCO export: "
                      f"{r['stats']['imported']} imported, {r['stats']['skipped']} skipped")
         lines.append(f"| {r['mode']} | {r['format']} | {r['runs']} | {r['seconds']:.1f} | {r['peak_rss_mb']:.0f} | "
                      f"{r['rss_before_mb']:.0f} | {r['output_mb']:.1f} | {notes} |")

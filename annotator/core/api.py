@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import mimetypes
 
 from django.http import FileResponse, Http404, HttpResponse, HttpResponseNotModified
@@ -389,10 +388,8 @@ class ProjectImportCocoView(APIView):
         project = selectors.project_get(user=request.user, project_id=project_id)
         data = ImportCocoInput(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            parsed = json.load(data.validated_data["file"])
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise DRFValidationError({"file": [f"not a JSON file: {exc}"]})
-        report = _service_call(services.annotations_import_coco, project=project, user=request.user, data=parsed,
-                               mode=data.validated_data["mode"])
+        # Read as a stream (uploads over FILE_UPLOAD_MAX_MEMORY_SIZE are spooled to disk by
+        # Django): a large file is never held in memory as parsed JSON.
+        report = _service_call(services.annotations_import_coco, project=project, user=request.user,
+                               fh=data.validated_data["file"], mode=data.validated_data["mode"])
         return Response(ImportReportOutput(report).data)

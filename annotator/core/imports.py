@@ -9,8 +9,9 @@ trusted (real files disagree with their own masks): both are recomputed from the
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import IO, Any, Callable, Iterator
 
 from django.db import transaction
 
@@ -24,6 +25,11 @@ BATCH = 1000
 
 class ImportFileError(ValueError):
     """The file as a whole is not a COCO instances file; nothing was imported."""
+
+
+RESULTS_LIST = ("this is a COCO results list (annotations only): it has no images to match "
+                "by file name; wrap it as {\"images\": [...], \"annotations\": [...]}")
+NOT_INSTANCES = "a COCO instances file is an object with 'images' and 'annotations' lists"
 
 
 @dataclass
@@ -51,12 +57,30 @@ def _get(mapping: dict, key: Any) -> Any:
         return None
 
 
+_DUP_NAME = re.compile(r"^(?P<stem>.*)-(?P<id>[0-9]+)(?P<ext>\.[^.]*)?$")
+
+
+def _exported_duplicate(name: str, by_id: dict[int, tuple[str, int, int]]) -> list[tuple[int, int, int]]:
+    """Our own exports name images whose file name is used twice ``<stem>-<image id><ext>``
+    (``exports._export_names``): such a name matches that image when its stored name is
+    ``<stem><ext>``, so an export imports back into its project."""
+    m = _DUP_NAME.match(os.path.basename(name))
+    if not m:
+        return []
+    image = by_id.get(int(m["id"]))
+    if image is None or os.path.basename(image[0]) != m["stem"] + (m["ext"] or ""):
+        return []
+    return [(int(m["id"]), image[1], image[2])]
+
+
 def _match_images(project: Project, entries: list[Any], report: ImportReport) -> dict[Any, tuple[int, int, int]]:
     """COCO image id -> (our image id, height, width), matched by file name (exact, then the
     base name, since COCO ``file_name`` may carry a folder)."""
     by_name: dict[str, list[tuple[int, int, int]]] = {}
     by_base: dict[str, list[tuple[int, int, int]]] = {}
+    by_id: dict[int, tuple[str, int, int]] = {}
     for pk, name, w, h in Image.objects.filter(project=project).values_list("id", "file_name", "width", "height"):
+        by_id[pk] = (name, h, w)
         by_name.setdefault(name, []).append((pk, h, w))
         by_base.setdefault(os.path.basename(name), []).append((pk, h, w))
     matched: dict[Any, tuple[int, int, int]] = {}
@@ -68,7 +92,7 @@ def _match_images(project: Project, entries: list[Any], report: ImportReport) ->
                                             "reason": "an image needs an id (number or string) and a file_name"})
             continue
         name = entry["file_name"]
-        found = by_name.get(name) or by_base.get(os.path.basename(name)) or []
+        found = by_name.get(name) or by_base.get(os.path.basename(name)) or _exported_duplicate(name, by_id) or []
         if not found:
             report.unmatched_images.append({"id": entry["id"], "file_name": name,
                                             "reason": "no image of this name in the project"})
@@ -135,18 +159,97 @@ def coco_import(*, project: Project, user, data: Any, mode: str = "annotations",
     if mode not in MODES:
         raise ImportFileError(f"mode must be one of {', '.join(MODES)}")
     if isinstance(data, list):
-        raise ImportFileError("this is a COCO results list (annotations only): it has no images to match "
-                              "by file name; wrap it as {\"images\": [...], \"annotations\": [...]}")
+        raise ImportFileError(RESULTS_LIST)
     if not isinstance(data, dict) or not isinstance(data.get("annotations"), list) \
             or not isinstance(data.get("images"), list):
-        raise ImportFileError("a COCO instances file is an object with 'images' and 'annotations' lists")
+        raise ImportFileError(NOT_INSTANCES)
     categories = data.get("categories") or []
     if not isinstance(categories, list):
         raise ImportFileError("'categories' must be a list")
-    report = ImportReport()
     anns = data["annotations"]
+    return _import(project=project, user=user, images=data["images"], categories=categories,
+                   annotations=iter(anns), total=len(anns), mode=mode, progress=progress)
+
+
+_START = ("start_map", "start_array")
+_END = ("end_map", "end_array")
+_SCALAR = ("string", "number", "boolean", "null")
+
+
+def _scan(fh: IO[bytes]) -> tuple[list[Any], list[Any], int]:
+    """One streaming pass over a COCO file: its ``images`` and ``categories`` (built in
+    memory: small) and how many ``annotations`` it has (counted, not kept).
+
+    Raises:
+        ImportFileError: not JSON, not an object, or no ``images``/``annotations`` lists.
+    """
+    import ijson
+
+    lists = {"images": [], "categories": []}
+    kinds: dict[str, str] = {}
+    n_annotations = 0
+    builder, building = None, ""
+    try:
+        for prefix, event, value in ijson.parse(fh, use_float=True):
+            if prefix == "":
+                if event == "start_array":
+                    raise ImportFileError(RESULTS_LIST)
+                if event not in ("start_map", "end_map", "map_key"):
+                    raise ImportFileError(NOT_INSTANCES)
+            elif prefix in ("images", "annotations", "categories"):
+                if event in _START or event in _SCALAR:
+                    kinds[prefix] = "list" if event == "start_array" else ("null" if event == "null" else "other")
+            elif prefix == "annotations.item":
+                if event in _START or event in _SCALAR:
+                    n_annotations += 1
+            elif builder is not None or prefix in ("images.item", "categories.item"):
+                if builder is None:
+                    builder, building = ijson.ObjectBuilder(), prefix
+                builder.event(event, value)
+                if prefix == building and (event in _END or event in _SCALAR):
+                    lists[building.split(".")[0]].append(builder.value)
+                    builder, building = None, ""
+    except ImportFileError:
+        raise
+    except (ijson.JSONError, UnicodeDecodeError) as exc:
+        raise ImportFileError(f"not a JSON file: {exc}") from exc
+    if kinds.get("images") != "list" or kinds.get("annotations") != "list":
+        raise ImportFileError(NOT_INSTANCES)
+    if kinds.get("categories") not in (None, "list", "null"):
+        raise ImportFileError("'categories' must be a list")
+    return lists["images"], lists["categories"], n_annotations
+
+
+def coco_import_file(*, project: Project, user, fh: IO[bytes], mode: str = "annotations",
+                     progress: Callable[[int, int], None] | None = None) -> ImportReport:
+    """:func:`coco_import` on a COCO file read as a stream (ijson), for files larger than
+    memory: a first pass keeps only ``images`` and ``categories`` and counts the
+    annotations, a second pass imports the annotations one at a time (so memory grows
+    with the number of images, not with the file). ``fh`` is a seekable binary file.
+
+    Raises:
+        ImportFileError: not JSON, a results list, or not an object with ``images`` and
+            ``annotations`` lists; nothing is imported then.
+    """
+    import ijson
+
+    if mode not in MODES:
+        raise ImportFileError(f"mode must be one of {', '.join(MODES)}")
+    fh.seek(0)
+    images, categories, total = _scan(fh)
+    fh.seek(0)
+    annotations = ijson.items(fh, "annotations.item", use_float=True)
+    return _import(project=project, user=user, images=images, categories=categories, annotations=annotations,
+                   total=total, mode=mode, progress=progress)
+
+
+def _import(*, project: Project, user, images: list[Any], categories: list[Any], annotations: Iterator[Any],
+            total: int, mode: str, progress: Callable[[int, int], None] | None) -> ImportReport:
+    """The import proper, over the file's images and categories (lists) and its annotations
+    (any iterator of ``total`` items: a list, or a stream from :func:`coco_import_file`)."""
+    report = ImportReport()
     with transaction.atomic():
-        images = _match_images(project, data["images"], report)
+        images = _match_images(project, images, report)
         unmatched_ids = {u["id"]: True for u in report.unmatched_images if isinstance(u["id"], (int, str))}
         cat_map = _map_categories(project, categories, report)
         seen: dict[tuple[int, str], Any] = {}
@@ -160,7 +263,7 @@ def coco_import(*, project: Project, user, data: Any, mode: str = "annotations",
                 seen[(image_id, counts)] = f"pending proposal {pk}"
         model = Proposal if mode == "proposals" else Annotation
         batch: list[Annotation | Proposal] = []
-        for index, ann in enumerate(anns):
+        for index, ann in enumerate(annotations):
             ann_id = ann.get("id") if isinstance(ann, dict) else None
 
             def skip(reason: str) -> None:
@@ -233,10 +336,10 @@ def coco_import(*, project: Project, user, data: Any, mode: str = "annotations",
                 report.imported += len(batch)
                 batch = []
                 if progress:
-                    progress(index + 1, len(anns))
+                    progress(index + 1, total)
         if batch:
             model.objects.bulk_create(batch)
             report.imported += len(batch)
     if progress:
-        progress(len(anns), len(anns))
+        progress(total, total)
     return report

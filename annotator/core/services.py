@@ -635,10 +635,12 @@ def export_mark_failed(*, job_id: int, reason: str) -> None:
                                                finished_at=timezone.now())
 
 
-def annotations_import_coco(*, project: Project, user, data: Any, mode: str = "annotations",
+def annotations_import_coco(*, project: Project, user, data: Any = None, fh: Any = None, mode: str = "annotations",
                             progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Import a parsed COCO instances file as annotations or as pre-fill proposals
-    (``mode`` ``annotations`` | ``proposals``; see ``imports.coco_import``).
+    """Import a COCO instances file as annotations or as pre-fill proposals (``mode``
+    ``annotations`` | ``proposals``; see ``imports.coco_import``): either ``data``, the
+    parsed file, or ``fh``, a seekable binary file read as a stream (``imports.coco_import_file``:
+    memory grows with the file's images, not its annotations).
 
     Returns:
         ``{"imported", "skipped": [{"index", "id", "reason"}], "unmatched_images":
@@ -648,12 +650,14 @@ def annotations_import_coco(*, project: Project, user, data: Any, mode: str = "a
         ValidationError: the file is not a COCO instances object, or an unknown ``mode``.
         permissions.NotAllowed: the user's role may not import.
     """
-    from .imports import MODES, ImportFileError, coco_import
+    from .imports import MODES, ImportFileError, coco_import, coco_import_file
 
     require_role(user=user, project=project, roles=IMPORT_ROLES, action="import annotations")
     if mode not in MODES:
         raise ValidationError({"mode": [f"Must be one of {', '.join(MODES)}."]})
     try:
+        if fh is not None:
+            return coco_import_file(project=project, user=user, fh=fh, mode=mode, progress=progress).as_dict()
         return coco_import(project=project, user=user, data=data, mode=mode, progress=progress).as_dict()
     except ImportFileError as exc:
         raise ValidationError({"file": [str(exc)]}) from exc

@@ -166,6 +166,54 @@ def test_reimport_of_the_same_file_skips_every_mask_as_a_duplicate(api_client, u
     assert all("already on this image" in s["reason"] for s in again["skipped"])
 
 
+def test_streamed_import_reads_keys_in_any_order_like_the_parsed_import(api_client, user, tmp_path):
+    """The API and import_coco read the file as a stream (ijson, two passes): a file whose
+    annotations come before its images (key order is free in JSON) and whose categories are
+    null imports exactly as the parsed dict does."""
+    source = _cocoapi_as_instances()
+    reordered = {"annotations": source["annotations"], "info": {"note": "keys in another order"},
+                 "images": source["images"], "categories": source["categories"]}
+    streamed = _project_for(user, source)
+    report = _post_import(api_client, streamed.pk, json.dumps(reordered, indent=1).encode()).json()
+    parsed = _project_for(user, source)
+    expected = services.annotations_import_coco(project=parsed, user=user, data=source)
+    assert report["imported"] == expected["imported"] == 734 and report["skipped"] == expected["skipped"] == []
+    by_stream = _masks_by_file(_write(tmp_path, "a.json", _export(streamed, user).file.open("rb").read()))
+    by_parse = _masks_by_file(_write(tmp_path, "b.json", _export(parsed, user).file.open("rb").read()))
+    assert by_stream == by_parse and sum(len(v) for v in by_stream.values()) == 734
+
+    no_categories = {"images": source["images"][:1], "categories": None,
+                     "annotations": [a for a in source["annotations"] if a["image_id"] == source["images"][0]["id"]]}
+    fresh = _project_for(user, {"images": source["images"][:1]})
+    report = _post_import(api_client, fresh.pk, no_categories).json()
+    assert report["imported"] == len(no_categories["annotations"]) > 0
+
+
+def test_an_export_with_duplicate_file_names_imports_back_into_its_project(api_client, user, tmp_path):
+    """Two images named alike are exported as ``<stem>-<image id><ext>``; importing that file
+    into the same project matches each record to its own image again."""
+    project = services.project_create(name="Dup", user=user, categories=["object"])
+    a, b = (services.images_upload(project=project, files=[("same.jpg", grabcut_photo(p)[1])], user=user)[0]
+            for p in ("124080.jpg", "37073.jpg"))
+    masks = {}
+    for image, (y0, x0) in ((a, (10, 20)), (b, (40, 30))):
+        mask = np.zeros((image.height, image.width), np.uint8)
+        mask[y0:y0 + 50, x0:x0 + 70] = 1
+        res = api_client.post(f"/api/images/{image.pk}/annotations/", {"segmentation": mask_to_rle(mask)},
+                              format="json")
+        assert res.status_code == 201, res.content
+        masks[image.pk] = _digest(mask)
+    exported = _export(project, user).file.open("rb").read()
+    names = sorted(img["file_name"] for img in json.loads(exported)["images"])
+    assert names == sorted([f"same-{a.pk}.jpg", f"same-{b.pk}.jpg"])
+    Annotation.objects.filter(image__project=project).delete()
+    report = _post_import(api_client, project.pk, exported).json()
+    assert report["imported"] == 2 and report["unmatched_images"] == [] and report["skipped"] == []
+    for image in (a, b):
+        (ann,) = Annotation.objects.filter(image=image)
+        assert _digest(rle_to_mask(ann.rle)) == masks[image.pk]
+
+
 # ---------------------------------------------------------------- polygons keep holes
 
 
@@ -361,6 +409,14 @@ def test_whole_file_errors(api_client, user):
     assert res.status_code == 400 and "results list" in res.json()["file"][0]
     res = _post_import(api_client, project.pk, {"annotations": []})
     assert res.status_code == 400
+    # A file cut off in the middle of its annotations: refused as a whole, nothing imported.
+    res = _post_import(api_client, project.pk, b'{"images": [], "annotations": [{"id": 1, "segmentation": ')
+    assert res.status_code == 400 and "not a JSON file" in res.json()["file"][0]
+    for body in (b"42", b'{"images": {}, "annotations": []}', b'{"images": [], "annotations": null}',
+                 b'{"images": [], "annotations": [], "categories": 3}'):
+        res = _post_import(api_client, project.pk, body)
+        assert res.status_code == 400, body
+    assert not Annotation.objects.filter(image__project=project).exists()
 
 
 # ---------------------------------------------------------------- permissions

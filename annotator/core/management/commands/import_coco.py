@@ -1,8 +1,6 @@
 """Import a COCO instances JSON file into a project as annotations (origin "imported") or as
 pre-fill proposals (``--as-proposals``)."""
 
-import json
-
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
@@ -32,14 +30,14 @@ class Command(BaseCommand):
         if author is None:
             raise CommandError(f"no user {user!r}")
         try:
-            with open(file, "rb") as fh:
-                data = json.load(fh)
-        except (OSError, ValueError) as exc:
+            fh = open(file, "rb")
+        except OSError as exc:
             raise CommandError(f"cannot read {file}: {exc}")
         try:
-            with progress_bar("import", "annotation", disable=no_progress) as progress:
+            # Streamed (ijson): files larger than memory import with bounded memory.
+            with fh, progress_bar("import", "annotation", disable=no_progress) as progress:
                 report = services.annotations_import_coco(
-                    project=project_obj, user=author, data=data, progress=progress,
+                    project=project_obj, user=author, fh=fh, progress=progress,
                     mode="proposals" if as_proposals else "annotations")
         except (services.ValidationError, NotAllowed) as exc:
             raise CommandError(str(exc))

@@ -149,6 +149,14 @@ ANNOTATOR_MODEL_CACHE_SIZE = int(os.environ.get("ANNOTATOR_MODEL_CACHE_SIZE", 2)
 ANNOTATOR_PREFILL_DEFAULT = _bool("ANNOTATOR_PREFILL_DEFAULT", True)
 # How long "next image" keeps an image for one annotator without a heartbeat (work queue leases).
 ANNOTATOR_LEASE_SECONDS = int(os.environ.get("ANNOTATOR_LEASE_SECONDS", 600))
+# Retraining on accepted masks (annotator/core/retrain.py): fine-tune steps when the manager
+# does not say (a CPU step is a few seconds), the most a request may ask for, and the fewest
+# accepted masks on training images / on the fixed held-out slice for a job to start.
+ANNOTATOR_RETRAIN_STEPS = int(os.environ.get("ANNOTATOR_RETRAIN_STEPS", "200"))
+ANNOTATOR_RETRAIN_LR = float(os.environ.get("ANNOTATOR_RETRAIN_LR", "5e-4"))
+ANNOTATOR_RETRAIN_MAX_STEPS = int(os.environ.get("ANNOTATOR_RETRAIN_MAX_STEPS", "5000"))
+ANNOTATOR_RETRAIN_MIN_TRAIN_MASKS = int(os.environ.get("ANNOTATOR_RETRAIN_MIN_TRAIN_MASKS", "10"))
+ANNOTATOR_RETRAIN_MIN_HELDOUT_MASKS = int(os.environ.get("ANNOTATOR_RETRAIN_MIN_HELDOUT_MASKS", "3"))
 # Real images for the demo and tests (never copied into the repository).
 SHARED_DATA_DIR = Path(os.environ.get("ANNOTATOR_SHARED_DATA", BASE_DIR.parent / "shared" / "data"))
 
@@ -177,7 +185,11 @@ CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "annotator")
 # for, never queue behind a backlog of pre-fill work. Workers consume both
 # (`-Q annotator,annotator.prefill`), or dedicated workers take one each.
 CELERY_PREFILL_QUEUE = os.environ.get("CELERY_PREFILL_QUEUE", f"{CELERY_TASK_DEFAULT_QUEUE}.prefill")
-CELERY_TASK_ROUTES = {"annotator.core.tasks.generate_proposals": {"queue": CELERY_PREFILL_QUEUE}}
+# Retraining (minutes of CPU, or a GPU) goes to the pre-fill queue unless a dedicated one is
+# named (e.g. a GPU worker with `-Q annotator.retrain`): never behind it, embeddings wait.
+CELERY_RETRAIN_QUEUE = os.environ.get("CELERY_RETRAIN_QUEUE", CELERY_PREFILL_QUEUE)
+CELERY_TASK_ROUTES = {"annotator.core.tasks.generate_proposals": {"queue": CELERY_PREFILL_QUEUE},
+                      "annotator.core.tasks.retrain_model": {"queue": CELERY_RETRAIN_QUEUE}}
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

@@ -147,11 +147,20 @@ def project_model_switch(*, project: Project, user, version: ModelVersion | None
         services.ValidationError: the version is not promoted.
     """
     from .permissions import Action, require
-    from .services import ValidationError, _enqueue_embeddings
+    from .services import ValidationError
 
     require(user=user, project=project, action=Action.MODEL)
     if version is not None and not version.promoted:
         raise ValidationError({"model_version": [f"Version {version.pk} ({version.model_id}) is not promoted."]})
+    _switch(project=project, version=version)
+    return project_embedding_progress(project=project)
+
+
+def _switch(*, project: Project, version: ModelVersion | None) -> list[int]:
+    """The switch itself, no permission check (a retrain job switches for the manager who
+    started it): returns the ids of the images queued for embedding."""
+    from .services import _enqueue_embeddings
+
     with transaction.atomic():
         locked = Project.objects.select_for_update().get(pk=project.pk)
         locked.model_version = version
@@ -168,7 +177,7 @@ def project_model_switch(*, project: Project, user, version: ModelVersion | None
         if todo:
             transaction.on_commit(lambda: _enqueue_embeddings(todo), robust=True)
     log.info("project %s now uses model %s: %d image(s) to embed", project.pk, model_id, len(todo))
-    return project_embedding_progress(project=project)
+    return todo
 
 
 def model_version_install(*, architecture: str, checkpoint: str | Path, name: str = "",

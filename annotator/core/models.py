@@ -339,3 +339,43 @@ class ExportJob(models.Model):
 
     class Meta:
         ordering = ["-id"]
+
+
+class RetrainJob(models.Model):
+    """A fine-tune of a project's model version on its accepted masks (issue 9, the data
+    engine's model-in-the-loop), run by a worker (``retrain.retrain_run``).
+
+    ``metrics`` holds the held-out evaluation of the base and of the candidate (NoC@85,
+    NoC@90, mIoU by click; no per-object curves), the train/held-out counts, the fine-tune's
+    steps/seconds/losses and the ``decision`` (``promoted`` or ``rejected``) with its
+    ``reason``. ``new_version`` is the candidate registered from this job (promoted or not).
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="retrain_jobs")
+    base_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+",
+                                     help_text="the version fine-tuned (the project's when the job was started)")
+    new_version = models.ForeignKey(ModelVersion, on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+                                    help_text="the fine-tuned candidate, promoted or not")
+    options = models.JSONField(default=dict, blank=True, help_text='{"steps": int}')
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    phase = models.CharField(max_length=200, blank=True, help_text="what the worker is doing now")
+    progress = models.FloatField(default=0.0, help_text="0..1 over the whole job")
+    metrics = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True,
+                                        help_text="last progress save of the running worker (a redelivered task "
+                                                  "takes over a running job only once this is stale)")
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]

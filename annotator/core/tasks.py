@@ -129,6 +129,43 @@ def run_export(self, job_id: int) -> None:
         export_mark_failed(job_id=job_id, reason=f"{type(exc).__name__}: {exc}")
 
 
+@shared_task(
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(OperationalError, ConnectionError, TimeoutError),
+    retry_backoff=2,
+    max_retries=3,
+)
+def retrain_model(self, job_id: int) -> None:
+    """Run one retrain job (routed to ``CELERY_RETRAIN_QUEUE``; idempotent: a finished job
+    is not run again, one another live worker runs is skipped)."""
+    from .model_runtime import ModelUnavailable
+    from .models import RetrainJob
+    from .retrain import RetrainRefused, retrain_mark_failed, retrain_run
+
+    job = RetrainJob.objects.select_related("project", "base_version", "created_by").filter(pk=job_id).first()
+    if job is None:
+        log.info("retrain_model: job %s no longer exists", job_id)
+        return
+    try:
+        retrain_run(job=job)
+    except (RetrainRefused, ModelUnavailable) as exc:
+        retrain_mark_failed(job_id=job_id, reason=str(exc))
+    except (OperationalError, ConnectionError, TimeoutError) as exc:
+        if self.request.retries >= self.max_retries:
+            retrain_mark_failed(job_id=job_id, reason=f"gave up after retries: {exc}")
+            return
+        # The retry must be able to claim the job again (it is "running" with this run's
+        # heartbeat): hand it back as pending.
+        RetrainJob.objects.filter(pk=job_id, status=RetrainJob.Status.RUNNING).update(
+            status=RetrainJob.Status.PENDING, phase=f"retrying after: {exc}"[:200])
+        raise
+    except Exception as exc:  # a bug or a broken model: say so on the job, keep the trace in the log
+        log.exception("retrain_model %s failed", job_id)
+        retrain_mark_failed(job_id=job_id, reason=f"{type(exc).__name__}: {exc}")
+
+
 @shared_task(ignore_result=True)
 def reconcile_embeddings() -> int:
     """Periodic (Celery beat): queue again embeddings pending for longer than

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import api, api_prefill
+from . import api, api_prefill, api_retrain
 from . import api_workflow as work  # team work (issue 5)
 
 urlpatterns = [
@@ -9,6 +9,8 @@ urlpatterns = [
     path("projects/", api.ProjectListView.as_view(), name="api-projects"),
     path("projects/<int:project_id>/", api.ProjectDetailView.as_view(), name="api-project"),
     path("projects/<int:project_id>/model", api.ProjectModelView.as_view(), name="api-project-model"),
+    path("projects/<int:project_id>/retrain", api_retrain.ProjectRetrainView.as_view(), name="api-project-retrain"),
+    path("retrain/<int:retrain_id>/", api_retrain.RetrainDetailView.as_view(), name="api-retrain"),
     path("projects/<int:project_id>/images/", api.ProjectImagesView.as_view(), name="api-project-images"),
     path("projects/<int:project_id>/export/coco", api.ProjectExportCocoView.as_view(), name="api-export-coco"),
     path("projects/<int:project_id>/exports/", api.ProjectExportsView.as_view(), name="api-project-exports"),

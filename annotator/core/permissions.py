@@ -15,7 +15,7 @@ otherwise). Superusers (site admins) may do everything.
 | ``dashboard``         | throughput statistics (API, page, CSV)                | yes   | yes     | no       | no        |
 | ``export``            | start, see and download exports                       | yes   | yes     | yes (3)  | no        |
 | ``import``            | import COCO annotations                               | yes   | yes     | no       | no        |
-| ``model``             | switch the project's model version (re-embeds images) | yes  | yes     | no       | no        |
+| ``model``             | switch the project's model version, retrain it        | yes   | yes     | no       | no        |
 | ``administer``        | grant or change the admin role                        | yes   | no      | no       | no        |
 
 (1) only images assigned to them or to nobody, not yet done (services.image_check_annotatable).

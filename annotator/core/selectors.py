@@ -76,6 +76,26 @@ def exports_for_project(*, project: Project) -> QuerySet[ExportJob]:
     return ExportJob.objects.filter(project=project).select_related("created_by").order_by("-id")
 
 
+def retrain_jobs_for_project(*, project: Project) -> QuerySet["RetrainJob"]:
+    from .models import RetrainJob
+
+    return (RetrainJob.objects.filter(project=project)
+            .select_related("created_by", "base_version", "new_version").order_by("-id"))
+
+
+def retrain_job_get(*, user, job_id: int) -> "RetrainJob":
+    """A retrain job of a project the user belongs to (404 otherwise)."""
+    from .models import RetrainJob
+
+    qs = RetrainJob.objects.select_related("project", "created_by", "base_version", "new_version")
+    if not user.is_superuser:
+        qs = qs.filter(project__members=user)
+    try:
+        return qs.get(pk=job_id)
+    except RetrainJob.DoesNotExist:
+        raise Http404("No such retrain job.")
+
+
 def proposal_get(*, user, proposal_id: int) -> "Proposal":
     """A pre-fill proposal of a project the user belongs to (404 otherwise)."""
     from .models import Proposal

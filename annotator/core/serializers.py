@@ -1,5 +1,6 @@
 """Input serializers (validate what a client sends) and output serializers (what it gets)."""
 
+from django.conf import settings
 from django.urls import reverse
 from rest_framework import serializers
 
@@ -7,7 +8,8 @@ from rest_framework import serializers
 MAX_ID = 2**62
 MAX_ACTIVE_MS = 24 * 3600 * 1000  # a day of active work on one mask is already absurd
 
-from .models import Annotation, Category, ExportJob, Image, ImageReview, Membership, ModelVersion, Project, Proposal
+from .models import (Annotation, Category, ExportJob, Image, ImageReview, Membership, ModelVersion, Project, Proposal,
+                     RetrainJob)
 
 
 # ---------------------------------------------------------------- inputs
@@ -384,3 +386,26 @@ class PrefillSettingsInput(serializers.Serializer):
 class PrefillRunInput(serializers.Serializer):
     image_ids = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=MAX_ID),
                                       required=False, allow_null=True, default=None, max_length=100000)
+
+
+# ---------------------------------------------------------------- retraining (issue 9)
+
+class RetrainStartInput(serializers.Serializer):
+    steps = serializers.IntegerField(required=False, min_value=0, max_value=settings.ANNOTATOR_RETRAIN_MAX_STEPS,
+                                     help_text="fine-tune steps (default ANNOTATOR_RETRAIN_STEPS); 0 only measures "
+                                               "the current version on the held-out images")
+
+
+class RetrainJobOutput(serializers.ModelSerializer):
+    base_version = ModelVersionOutput(read_only=True)
+    new_version = ModelVersionOutput(read_only=True, allow_null=True)
+    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
+    decision = serializers.SerializerMethodField(help_text="promoted | rejected once done, else null")
+
+    class Meta:
+        model = RetrainJob
+        fields = ["id", "project", "status", "phase", "progress", "options", "decision", "metrics", "error",
+                  "base_version", "new_version", "created_by", "created_at", "started_at", "finished_at"]
+
+    def get_decision(self, obj) -> str | None:
+        return (obj.metrics or {}).get("decision")

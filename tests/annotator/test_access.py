@@ -25,8 +25,9 @@ from django.urls.exceptions import Resolver404
 
 from annotator.core import api_urls, services
 from annotator.core.model_runtime import current_model_id
-from annotator.core.models import (Annotation, AnnotationEvent, Embedding, ExportJob, Image, Membership, Project,
-                                   Proposal)
+from annotator.core.model_versions import model_version_default
+from annotator.core.models import (Annotation, AnnotationEvent, Embedding, ExportJob, Image, Membership, ModelVersion,
+                                   Project, Proposal, RetrainJob)
 from engine.rle import mask_to_rle
 from tests.factories import UserFactory, project_with_photos
 
@@ -38,7 +39,7 @@ WRITE_METHODS = ("post", "put", "patch", "delete")
 
 # URL arguments that name an object of a project: an outsider must get 404 wherever one
 # appears. Each maps to the object of the other team's project made by ``world``.
-PROJECT_SCOPED_ARGS = {"project_id", "image_id", "annotation_id", "export_id", "proposal_id", "user_id"}
+PROJECT_SCOPED_ARGS = {"project_id", "image_id", "annotation_id", "export_id", "proposal_id", "user_id", "retrain_id"}
 # Endpoints with no project object in their URL, and what a signed-in outsider gets.
 GLOBAL_ENDPOINTS = {
     "api-models": {"get": 200},  # the model this server runs: the same for everyone
@@ -97,8 +98,9 @@ def world(db):
     annotation = services.annotation_create(image=image, user=owner, segmentation=mask_to_rle(mask))
     export = ExportJob.objects.create(project=project, format="coco", created_by=owner, status="done")
     proposal = Proposal.objects.create(image=image, rle=mask_to_rle(mask), bbox=[10, 10, 30, 30], area=900)
+    retrain = RetrainJob.objects.create(project=project, base_version=model_version_default(), created_by=owner)
     ids = {"project_id": project.pk, "image_id": image.pk, "annotation_id": annotation.pk, "export_id": export.pk,
-           "proposal_id": proposal.pk, "user_id": owner.pk, "model_id": current_model_id()}
+           "proposal_id": proposal.pk, "user_id": owner.pk, "model_id": current_model_id(), "retrain_id": retrain.pk}
     return owner, ids
 
 
@@ -116,7 +118,7 @@ def _url(route: str, ids: dict) -> str:
 
 def _snapshot():
     return [m.objects.count() for m in (Project, Image, Annotation, AnnotationEvent, Embedding, ExportJob,
-                                        Proposal, Membership)] + [
+                                        Proposal, Membership, RetrainJob, ModelVersion)] + [
         list(Annotation.objects.values_list("version", "review_status")),
         list(Proposal.objects.values_list("status", flat=True)),
         list(Image.objects.values_list("embedding_status", flat=True)),

@@ -13,7 +13,8 @@ import pytest
 from rest_framework.test import APIClient
 
 from annotator.core import services
-from annotator.core.models import Annotation, ExportJob, Image
+from annotator.core.model_versions import model_version_default
+from annotator.core.models import Annotation, ExportJob, Image, RetrainJob
 from annotator.core.permissions import ROLE_ACTIONS, Action
 from engine.rle import mask_to_rle
 from tests.annotator.test_workflow import client_for
@@ -54,6 +55,11 @@ ENDPOINTS = [
     ("project model", "get", "/api/projects/{project}/model", None, "json", (200, 200, 200, 200)),
     ("project model switch", "patch", "/api/projects/{project}/model", lambda w: {"model_version": None}, "json",
      (200, 200, 403, 403)),
+    ("retrain jobs", "get", "/api/projects/{project}/retrain", None, "json", (200, 200, 403, 403)),
+    # 400 = allowed, refused for too few accepted masks (two masks in this world)
+    ("retrain start", "post", "/api/projects/{project}/retrain", lambda w: {"steps": 1}, "json",
+     (400, 400, 403, 403)),
+    ("retrain job", "get", "/api/retrain/{retrain}/", None, "json", (200, 200, 403, 403)),
     ("images", "get", "/api/projects/{project}/images/", None, "json", (200, 200, 200, 200)),
     ("upload", "post", "/api/projects/{project}/images/", lambda w: _photo(), "multipart", (201, 201, 403, 403)),
     ("image", "get", "/api/images/{image}/", None, "json", (200, 200, 200, 200)),
@@ -126,8 +132,10 @@ def world():
     services.annotation_create(image=done_image, user=admin, segmentation=_rle(done_image))
     Image.objects.filter(pk=done_image.pk).update(status="done", done_by=users["annotator"])
     export = ExportJob.objects.create(project=project, format="coco", created_by=admin)
+    retrain = RetrainJob.objects.create(project=project, base_version=model_version_default(), created_by=admin,
+                                        status="done")
     return {"project": project.pk, "image": image.pk, "image_obj": image, "done_image": done_image.pk,
-            "annotation": annotation.pk, "export": export.pk, "annotator_id": users["annotator"].pk,
+            "annotation": annotation.pk, "export": export.pk, "retrain": retrain.pk, "annotator_id": users["annotator"].pk,
             "reviewer_id": users["reviewer"].pk, "users": users}
 
 

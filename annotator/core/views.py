@@ -74,7 +74,25 @@ def dashboard(request, project_id: int):
     return render(request, "core/dashboard.html", {
         "project": project, "stats": groups, "tables": tables,
         "work": [(value, label.lower(), by_status.get(value, 0)) for value, label in Image.WorkStatus.choices],
+        "model_panel": _model_panel(request, project),
     })
+
+
+def _model_panel(request, project) -> dict | None:
+    """The dashboard's "Model" section (the ``model`` action: admins, managers): the current
+    version and how many accepted masks a retrain would use; the jobs come from the API."""
+    from django.conf import settings
+
+    from .model_versions import project_model_version
+    from .retrain import HELDOUT_FRACTION, retrain_counts
+
+    if not can(user=request.user, project=project, action=Action.MODEL):
+        return None
+    version = project_model_version(project)
+    return {"version": version, "counts": retrain_counts(project=project, model_id=version.model_id),
+            "min_train": settings.ANNOTATOR_RETRAIN_MIN_TRAIN_MASKS,
+            "min_heldout": settings.ANNOTATOR_RETRAIN_MIN_HELDOUT_MASKS,
+            "heldout_percent": int(HELDOUT_FRACTION * 100), "steps": settings.ANNOTATOR_RETRAIN_STEPS}
 
 
 @login_required

@@ -5,6 +5,7 @@
  */
 import type { CocoRle } from './lib/rle';
 import type { Box } from './lib/prompts';
+import type { RetrainJob } from './lib/retrain';
 
 export interface Category {
   id: number;
@@ -260,6 +261,15 @@ export const rejectProposal = (proposalId: number, activeMs: number | null): Pro
   json(`proposals/${proposalId}/reject`, jsonBody('POST', { active_ms: activeMs }));
 export const acceptProposalsAbove = (imageId: number, minPredictedIou: number, category: number | null | undefined): Promise<Annotation[]> =>
   json(`images/${imageId}/proposals/accept`, jsonBody('POST', category === undefined ? { min_predicted_iou: minPredictedIou } : { min_predicted_iou: minPredictedIou, category }));
+
+/** Retraining (managers): the project's jobs, latest first; start one (202); one job. */
+export const listRetrainJobs = (projectId: number): Promise<RetrainJob[]> => json(`projects/${projectId}/retrain`);
+export const startRetrain = (projectId: number, steps?: number): Promise<RetrainJob> =>
+  json(`projects/${projectId}/retrain`, jsonBody('POST', steps === undefined ? {} : { steps }));
+export const getRetrainJob = (jobId: number): Promise<RetrainJob> => json(`retrain/${jobId}/`);
+/** The project's model version (name, model_id) and its embedding progress. */
+export const getProjectModel = (projectId: number): Promise<{ model_version: ModelInfo & { id: number }; follows_default: boolean }> =>
+  json(`projects/${projectId}/model`);
 
 /** The next image of the user's queue, leased to them; null when the queue is empty (204). */
 export const queueNext = (projectId: number): Promise<ImageInfo | null> => json(`projects/${projectId}/queue/next`, { method: 'POST' });

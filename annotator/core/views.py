@@ -8,7 +8,7 @@ from django.shortcuts import redirect, render
 
 from . import selectors, stats, workflow
 from .models import Image, ImageReview
-from .permissions import Action, NotAllowed, can
+from .permissions import Action, NotAllowed, can, project_role
 from .services import ValidationError
 
 
@@ -22,20 +22,28 @@ def project_list(request):
 
 @login_required
 def annotate(request, project_id: int):
+    """The annotate page. A role that may view but not annotate (a reviewer) gets it
+    read-only: the page reads ``may_annotate`` from the template and sends no write (the
+    API refuses them anyway)."""
     project = selectors.project_get(user=request.user, project_id=project_id)
+    role = project_role(user=request.user, project_id=project.pk)
+    may_annotate = can(user=request.user, project=project, action=Action.ANNOTATE, role=role)
     image_id = request.GET.get("image")
     if not image_id or not image_id.isdigit():
         # Annotators start at the next image of their queue (leased to them); others, or an
         # empty queue, at the first image.
         target = None
-        if can(user=request.user, project=project, action=Action.ANNOTATE):
+        if may_annotate:
             leased = workflow.queue_next(user=request.user, project=project)
             target = leased.pk if leased is not None else None
         if target is None:
             target = project.images.order_by("id").values_list("id", flat=True).first()
         if target is not None:
             return redirect(f"{request.path}?image={target}")
-    return render(request, "core/annotate.html", {"project": project, "image_id": image_id or ""})
+    return render(request, "core/annotate.html", {
+        "project": project, "image_id": image_id or "", "role": role or "", "may_annotate": may_annotate,
+        "may_review": can(user=request.user, project=project, action=Action.REVIEW, role=role),
+    })
 
 
 def _require_page(request, project, action: Action) -> None:

@@ -1,6 +1,7 @@
 /** Entry point of the annotate page: reads the template's #app data attributes and starts. */
 import './styles.css';
 import { AnnotateApp } from './app';
+import { accessFromDataset } from './lib/access';
 
 function intOrNull(v: string | undefined | null): number | null {
   const n = v ? Number.parseInt(v, 10) : NaN;
@@ -16,5 +17,6 @@ const app = new AnnotateApp(el, {
   projectId,
   imageId: intOrNull(el.dataset['imageId']) ?? fromQuery,
   apiRoot: el.dataset['apiRoot'] || '/api/',
+  access: accessFromDataset(el.dataset),
 });
 void app.start();

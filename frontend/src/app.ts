@@ -29,6 +29,7 @@ import {
 } from './api';
 import { CanvasView } from './canvas';
 import { DecoderBridge, SupersededError } from './decoder/bridge';
+import { commandAllowed, FULL_ACCESS, isReadOnly, keyCommand, readOnlyText, type Access } from './lib/access';
 import { buildFeeds, lowResCandidate } from './lib/feeds';
 import { defaultCandidate, normalizeBox, promptsPayload, type Prompts } from './lib/prompts';
 import { bestMatchingCandidate, focusAfterRemoval, moveFocus } from './lib/proposals';
@@ -70,6 +71,8 @@ export interface AppConfig {
   projectId: number;
   imageId: number | null;
   apiRoot: string;
+  /** From the template's data attributes; a role that may not annotate gets a read-only page. */
+  access?: Access;
 }
 
 declare global {
@@ -96,7 +99,8 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 export class AnnotateApp {
   readonly store = new Store();
-  private readonly bridge = new DecoderBridge();
+  /** The decoder worker, started on first use: a read-only page never starts one. */
+  private decoderBridge: DecoderBridge | null = null;
   /** Active time on the current mask: first prompt to save, idle gaps over 30 s removed. */
   private readonly active = new ActiveTimer();
   private readonly work = new WorkSession(this.store);
@@ -114,6 +118,8 @@ export class AnnotateApp {
     private readonly root: HTMLElement,
     private readonly config: AppConfig,
   ) {
+    this.store.set({ access: config.access ?? FULL_ACCESS });
+    const readOnly = this.readOnly;
     window.__samPerf = [];
     window.__samPerfDetail = [];
     window.__samReady = false;
@@ -127,6 +133,7 @@ export class AnnotateApp {
       imageId: () => this.store.get().image?.id ?? null,
     };
     root.classList.add('sam-app');
+    root.classList.toggle('read-only', readOnly);
     const panel = new Panel(this.store, {
       prev: () => this.navigate('prev'),
       next: () => this.navigate('next'),
@@ -143,7 +150,7 @@ export class AnnotateApp {
       acceptAbove: () => void this.acceptAbove(),
       setThreshold: (t) => this.store.set({ prefillThreshold: t }),
       toggleShade: () => this.store.set((s) => ({ shadeUncovered: !s.shadeUncovered })),
-    });
+    }, { readOnly });
     const body = document.createElement('div');
     body.className = 'body';
     const workBar = new WorkBar(this.store, () => void this.finishImage());
@@ -176,12 +183,15 @@ export class AnnotateApp {
 
   async start(): Promise<void> {
     setApiRoot(this.config.apiRoot);
-    await this.openOutbox();
+    // Read-only: no outbox (its retries are writes, possibly of another user's saves left in
+    // this browser) and no decoder (nothing here makes a mask).
+    if (!this.readOnly) await this.openOutbox();
     const projectP = getProject(this.config.projectId).then((project) => {
       this.store.set({ project, categoryId: project.categories[0]?.id ?? null });
       return project;
     });
-    void this.loadDecoder(projectP);
+    if (this.readOnly) this.store.set({ decoder: { phase: 'idle', detail: 'not loaded: read-only' } });
+    else void this.loadDecoder(projectP);
     let imageId = this.config.imageId;
     try {
       if (imageId === null) {
@@ -230,7 +240,7 @@ export class AnnotateApp {
     this.active.reset();
     this.proposalClock.reset();
     this.store.set({
-      steps: [], dragBox: null, embedding: { phase: 'loading', detail: '' }, imageError: null, message: null,
+      steps: [], dragBox: null, embedding: { phase: this.readOnly ? 'idle' : 'loading', detail: '' }, imageError: null, message: null,
       proposals: [], focusedProposal: null, editingProposal: null, proposalsStatus: 'loading',
     });
     let info: ImageInfo;
@@ -263,6 +273,10 @@ export class AnnotateApp {
     this.showUnsaved();
     void this.work.enter(info);
     void this.loadProposals(info, stale);
+    if (this.readOnly) {
+      void this.prefetch(info.next_id ?? null);
+      return;
+    }
     await this.ensureEmbedding(info, stale);
     if (!stale() && this.store.get().embedding.phase === 'ready') void this.prefetch(info.next_id ?? null);
   }
@@ -326,13 +340,14 @@ export class AnnotateApp {
     }
   }
 
-  /** Warms the next image: its embedding into the worker's LRU, its photo into the HTTP cache. */
+  /** Warms the next image: its embedding into the worker's LRU (not on a read-only page), its
+   * photo into the HTTP cache. */
   private async prefetch(nextId: number | null): Promise<void> {
-    if (nextId === null || this.bridge.hasEmbedding(nextId)) return;
+    if (nextId === null || (!this.readOnly && this.bridge.hasEmbedding(nextId))) return;
     try {
       const info = await getImage(nextId);
       void loadPicture(imageFileUrl(info)).catch(() => undefined); // shown with its own error if opened
-      if (info.embedding_status !== 'ready') return;
+      if (info.embedding_status !== 'ready' || this.readOnly) return;
       const { fp16 } = await getEmbedding(info, this.modelId());
       await this.bridge.loadEmbedding(info.id, fp16);
     } catch (e) {
@@ -345,7 +360,7 @@ export class AnnotateApp {
   private async finishImage(): Promise<void> {
     const s = this.store.get();
     const image = s.image;
-    if (!image || s.work.finishing) return;
+    if (!image || s.work.finishing || !this.mayWrite()) return;
     if ((chosenMask(s)?.area ?? 0) > 0) {
       this.store.set({ message: { kind: 'error', text: 'This mask is not saved: save it (Enter) or clear it (Esc) first.' } });
       return;
@@ -455,6 +470,7 @@ export class AnnotateApp {
   }
 
   private async decide(kind: 'accept' | 'reject'): Promise<void> {
+    if (!this.mayWrite()) return;
     const s = this.store.get();
     if (kind === 'accept' && s.editingProposal !== null) {
       await this.save(); // A while editing = save the edited mask
@@ -500,7 +516,7 @@ export class AnnotateApp {
 
   /** Accepts, as proposed, every pending proposal at or above the threshold. */
   private async acceptAbove(): Promise<void> {
-    if (this.acceptingAbove) return; // a second Shift+A while the first is on its way
+    if (this.acceptingAbove || !this.mayWrite()) return; // a second Shift+A while the first is on its way
     this.acceptingAbove = true;
     try {
       await this.acceptAboveOnce();
@@ -549,6 +565,7 @@ export class AnnotateApp {
    * (its low-res logits go back in as mask_input). Enter saves it as `prefill_edited`.
    */
   private editFocused(): void {
+    if (!this.mayWrite()) return;
     const s = this.store.get();
     const p = focusedProposal(s);
     if (!p) {
@@ -565,6 +582,10 @@ export class AnnotateApp {
   // Prompts ------------------------------------------------------------------
 
   private addPoint(x: number, y: number, negative: boolean, timeStamp: number): void {
+    if (!this.mayWrite()) {
+      this.sayReadOnly();
+      return;
+    }
     if (!this.checkReady()) return;
     const prev = currentPrompts(this.store.get());
     const prompts: Prompts = { points: [...prev.points, { x, y, label: negative ? 0 : 1 }], box: prev.box };
@@ -573,6 +594,10 @@ export class AnnotateApp {
   }
 
   private dragBox(x0: number, y0: number, x1: number, y1: number, done: boolean, timeStamp: number): void {
+    if (!this.mayWrite()) {
+      if (done) this.sayReadOnly();
+      return;
+    }
     if (!done) {
       this.store.set({ dragBox: normalizeBox(x0, y0, x1, y1) });
       return;
@@ -581,6 +606,24 @@ export class AnnotateApp {
     const box = normalizeBox(x0, y0, x1, y1);
     if (box[2] - box[0] < 2 || box[3] - box[1] < 2 || !this.checkReady()) return;
     this.pushStep({ points: currentPrompts(this.store.get()).points, box }, false, timeStamp);
+  }
+
+  private get bridge(): DecoderBridge {
+    return (this.decoderBridge ??= new DecoderBridge());
+  }
+
+  private get readOnly(): boolean {
+    return isReadOnly(this.store.get().access);
+  }
+
+  /** False on a read-only page: every path that would change masks or send a write asks. */
+  private mayWrite(): boolean {
+    return !this.readOnly;
+  }
+
+  /** A prompt on a read-only page: say why nothing happens (the banner says it too). */
+  private sayReadOnly(): void {
+    this.store.set({ message: { kind: 'info', text: `${readOnlyText(this.store.get().access)}.` } });
   }
 
   private checkReady(): boolean {
@@ -641,6 +684,7 @@ export class AnnotateApp {
   }
 
   private chooseCandidate(index: number): void {
+    if (!this.mayWrite()) return;
     const s = this.store.get();
     const step = currentStep(s);
     if (!step?.result) return;
@@ -650,6 +694,7 @@ export class AnnotateApp {
   }
 
   private undo(): void {
+    if (!this.mayWrite()) return;
     const s = this.store.get();
     if (!s.steps.length) return;
     const steps = s.steps.slice(0, -1);
@@ -663,6 +708,7 @@ export class AnnotateApp {
   }
 
   private clear(): void {
+    if (!this.mayWrite()) return;
     this.active.reset();
     this.store.set({ steps: [], dragBox: null, message: null, editingProposal: null });
   }
@@ -674,7 +720,7 @@ export class AnnotateApp {
     const image = s.image;
     const step = currentStep(s);
     const m = chosenMask(s);
-    if (s.saving || !image) return;
+    if (s.saving || !image || !this.mayWrite()) return;
     if (!step?.result || !m || m.area === 0) {
       this.store.set({ message: { kind: 'info', text: step && !step.result ? 'Wait for the mask to update.' : 'Nothing to save: click the object first.' } });
       return;
@@ -746,6 +792,7 @@ export class AnnotateApp {
   }
 
   private async removeAnnotation(id: number): Promise<void> {
+    if (!this.mayWrite()) return;
     const unsaved = this.store.get().saved.find((m) => m.annotation.id === id)?.unsaved;
     if (unsaved) {
       await this.outbox?.discard(unsaved.key);
@@ -779,6 +826,7 @@ export class AnnotateApp {
   }
 
   private async sendSave(entry: OutboxEntry<SaveBody>): Promise<SendOutcome<Annotation>> {
+    if (!this.mayWrite()) return { kind: 'retry', error: 'read-only page' };
     try {
       const annotation = await createAnnotation(entry.imageId, { ...entry.body, client_key: entry.key });
       // Shown at once if it belongs to the open image (a retry that landed while it was open).
@@ -831,60 +879,50 @@ export class AnnotateApp {
     const t = ev.target as HTMLElement | null;
     if (t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.tagName === 'SELECT' || t.isContentEditable)) return;
     const key = ev.key;
-    if ((ev.ctrlKey || ev.metaKey) && (key === 'z' || key === 'Z')) {
-      ev.preventDefault();
-      this.undo();
-      return;
-    }
-    if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
-    switch (key) {
-      case 'Escape':
+    const cmd = keyCommand(key, { ctrl: ev.ctrlKey, meta: ev.metaKey, alt: ev.altKey });
+    // A read-only page (lib/access.ts) keeps the keys that only change what is shown.
+    if (cmd === null || !commandAllowed(cmd, this.store.get().access)) return;
+    switch (cmd) {
+      case 'undo':
+        this.undo();
+        break;
+      case 'clear':
         this.clear();
         break;
-      case 'Enter':
+      case 'save':
         if (t?.tagName === 'BUTTON') return; // let a focused button do its own thing
         void this.save();
         break;
-      case '1':
-      case '2':
-      case '3':
+      case 'candidate':
         this.chooseCandidate(Number(key));
         break;
-      case 'n':
-      case 'N':
+      case 'next':
         this.navigate('next');
         break;
-      case 'Tab':
+      case 'prev':
+        this.navigate('prev');
+        break;
+      case 'proposal-focus':
         // From the page (nothing focused) Tab walks the proposals; from a focused control it
         // moves the keyboard focus as usual, so every button stays reachable.
         if (t && t !== document.body) return;
         this.moveProposalFocus(ev.shiftKey ? -1 : 1);
         break;
-      case 'a':
+      case 'accept':
         void this.acceptFocused();
         break;
-      case 'A':
+      case 'accept-above':
         void this.acceptAbove();
         break;
-      case 'x':
-      case 'X':
-      case 'Delete':
+      case 'reject':
         void this.rejectFocused();
         break;
-      case 'e':
-      case 'E':
+      case 'edit':
         this.editFocused();
         break;
-      case 'm':
-      case 'M':
+      case 'shade':
         this.store.set((st) => ({ shadeUncovered: !st.shadeUncovered }));
         break;
-      case 'p':
-      case 'P':
-        this.navigate('prev');
-        break;
-      default:
-        return;
     }
     ev.preventDefault();
   }

@@ -3,6 +3,7 @@
  * (photo, saved masks, mask preview, prompts), scaled together by CSS to fit the stage.
  * It never changes state; pointer input is reported to the controller in image pixels.
  */
+import { isReadOnly } from './lib/access';
 import { clientToImage } from './lib/coords';
 import { hexToRgba, maskToRgba, maskToRgbaOutlined, type Rgba } from './lib/maskImage';
 import { coverage } from './lib/proposals';
@@ -99,6 +100,7 @@ export class CanvasView {
     let text = '';
     let kind = 'wait';
     if (s.imageError) [text, kind] = [s.imageError, 'error'];
+    else if (isReadOnly(s.access)) text = ''; // no decoder or embedding to wait for: nothing decodes here
     else if (e.phase === 'failed') [text, kind] = [`Embedding failed ${e.detail}`.trim(), 'error'];
     else if (d.phase === 'failed') [text, kind] = [`Decoder failed: ${d.detail}`, 'error'];
     else if (e.phase === 'pending') text = `Computing this image's embedding on the server… ${e.detail}`;

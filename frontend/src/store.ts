@@ -4,6 +4,7 @@
  */
 import type { Annotation, Category, ImageInfo, ModelInfo, Project, Proposal } from './api';
 import type { DecodeResult } from './decoder/protocol';
+import { FULL_ACCESS, type Access } from './lib/access';
 import type { Box, Prompts } from './lib/prompts';
 import { EMPTY_PROMPTS } from './lib/prompts';
 
@@ -47,6 +48,8 @@ export interface Message {
 }
 
 export interface AnnotateState {
+  /** What the user's role allows on this page (set once from the template; lib/access.ts). */
+  access: Access;
   project: Project | null;
   model: ModelInfo | null;
   image: ImageInfo | null;
@@ -93,6 +96,7 @@ export interface WorkState {
 }
 
 export const initialState: AnnotateState = {
+  access: FULL_ACCESS,
   project: null,
   model: null,
   image: null,

@@ -56,6 +56,17 @@ const KEYS: [string, string][] = [
   ['Shift+A', 'accept all ≥ threshold'],
   ['M', 'shade what no mask covers'],
 ];
+/** The keys a read-only page keeps (lib/access.ts VIEW_COMMANDS). */
+const VIEW_KEYS: [string, string][] = [
+  ['N / P', 'next / previous image'],
+  ['Tab / Shift+Tab', 'next / previous proposal'],
+  ['M', 'shade what no mask covers'],
+];
+
+export interface PanelOptions {
+  /** A role that may view but not annotate: no prompt, save, proposal or delete controls. */
+  readOnly?: boolean;
+}
 
 export class Panel {
   readonly toolbar: HTMLElement;
@@ -88,15 +99,18 @@ export class Panel {
   private readonly acceptAboveBtn = h('button', { class: 'btn', id: 'accept-above-btn', title: 'Accept every proposal at or above the threshold (Shift+A)' }, 'Accept all ≥');
   private readonly shadeToggle = h('input', { type: 'checkbox', id: 'shade-toggle' });
 
-  constructor(store: Store, private readonly actions: Actions) {
+  private readonly readOnly: boolean;
+
+  constructor(store: Store, private readonly actions: Actions, options: PanelOptions = {}) {
+    const ro = (this.readOnly = options.readOnly ?? false);
     this.toolbar = h(
       'header',
       { class: 'toolbar' },
       this.projectName,
       h('div', { class: 'group nav' }, this.prevBtn, this.imageName, this.nextBtn),
-      h('label', { class: 'group' }, h('span', { class: 'label' }, 'Category'), this.categorySelect),
-      h('div', { class: 'group' }, h('span', { class: 'label' }, 'Mask'), this.chips),
-      h('div', { class: 'group end' }, this.undoBtn, this.clearBtn, this.saveBtn),
+      ro ? null : h('label', { class: 'group' }, h('span', { class: 'label' }, 'Category'), this.categorySelect),
+      ro ? null : h('div', { class: 'group' }, h('span', { class: 'label' }, 'Mask'), this.chips),
+      ro ? null : h('div', { class: 'group end' }, this.undoBtn, this.clearBtn, this.saveBtn),
     );
     this.side = h(
       'aside',
@@ -107,8 +121,8 @@ export class Panel {
         { class: 'proposals', id: 'proposals-section' },
         h('h2', {}, 'Proposals ', this.proposalCount),
         this.proposalState,
-        h('div', { class: 'row' }, this.acceptBtn, this.rejectBtn, this.editBtn),
-        h('div', { class: 'row' }, this.acceptAboveBtn, this.thresholdInput),
+        ro ? null : h('div', { class: 'row' }, this.acceptBtn, this.rejectBtn, this.editBtn),
+        ro ? null : h('div', { class: 'row' }, this.acceptAboveBtn, this.thresholdInput),
         h('label', { class: 'row' }, this.shadeToggle, h('span', {}, 'Shade what no mask covers (M)')),
         this.proposalList,
       ),
@@ -117,7 +131,7 @@ export class Panel {
         'section',
         { class: 'help' },
         h('h2', {}, 'Keyboard'),
-        h('dl', {}, ...KEYS.flatMap(([k, v]) => [h('dt', {}, ...k.split(' / ').flatMap((x, i) => [i ? ' / ' : '', h('kbd', {}, x)])), h('dd', {}, v)])),
+        h('dl', {}, ...(ro ? VIEW_KEYS : KEYS).flatMap(([k, v]) => [h('dt', {}, ...k.split(' / ').flatMap((x, i) => [i ? ' / ' : '', h('kbd', {}, x)])), h('dd', {}, v)])),
       ),
     );
     this.status = h('footer', { class: 'status-line', id: 'status-line' }, this.decoderStatus, this.embeddingStatus, this.maskInfo, this.unsavedStatus, this.messageEl);
@@ -250,8 +264,8 @@ export class Panel {
             discard,
           );
         }
-        const del = h('button', { class: 'icon-btn', title: 'Delete annotation', 'aria-label': 'Delete annotation' }, '×');
-        del.onclick = () => this.actions.deleteAnnotation(a.id);
+        const del = this.readOnly ? null : h('button', { class: 'icon-btn', title: 'Delete annotation', 'aria-label': 'Delete annotation' }, '×');
+        if (del) del.onclick = () => this.actions.deleteAnnotation(a.id);
         // A reviewer's verdict and reason (issue 5), under the row.
         const review = a.review_status && a.review_status !== 'pending'
           ? h('span', { class: `review ${a.review_status}`, title: a.reviewed_by ? `by ${a.reviewed_by}` : '' },

@@ -2,16 +2,19 @@
  * Team work on the annotate page: the lease on the open image (taken on open, renewed by a
  * heartbeat, given back on leaving the image or the page), "Done" (the image goes to
  * review, the queue gives the next one), and the work bar that shows the image's state —
- * a reviewer's rejection comment, who else holds it. docs/api.md "Work queue".
+ * a reviewer's rejection comment, who else holds it — and, on a read-only page (a role that
+ * may not annotate), the banner that says so. docs/api.md "Work queue".
  */
 import { acquireLease, ApiError, markDone, queueNext, releaseLease, type ImageInfo, type Lease } from './api';
+import { readOnlyText, reviewLink } from './lib/access';
 import type { AnnotateState, Store, WorkState } from './store';
 
 const HEARTBEAT_MS = 60_000;
 const WORKABLE = new Set(['new', 'in_progress', 'rejected']);
 
+/** The page's role (the template's) and the project's actions (the API's) both allow it. */
 function canAnnotate(s: AnnotateState): boolean {
-  return s.project?.actions?.includes('annotate') ?? false;
+  return s.access.mayAnnotate && (s.project?.actions?.includes('annotate') ?? false);
 }
 
 function leaseFromError(e: unknown): Lease | null {
@@ -48,6 +51,7 @@ export class WorkSession {
     const s = this.store.get();
     const other = image.lease ?? null;
     this.setWork({ lease: 'none', holder: other?.holder ?? null, until: other?.expires_at ?? null, note: null });
+    // No lease (nor its heartbeat) for a role that may not annotate: a read-only page never writes.
     if (!canAnnotate(s) || !WORKABLE.has(image.status ?? 'new')) return;
     await this.take(image.id);
     if (this.held === image.id) this.heartbeat = setInterval(() => void this.take(image.id), HEARTBEAT_MS);
@@ -110,16 +114,22 @@ export class WorkBar {
   private readonly state = el('span', 'work-state', 'work-state');
   private readonly review = el('span', 'review-banner', 'review-banner');
   private readonly doneBtn = el('button', 'btn primary', 'done-btn');
+  private readonly readOnlyBanner = el('span', 'readonly-banner', 'readonly-banner');
+  private readonly bannerText = el('span', 'readonly-text');
+  private readonly bannerLink = el('a', 'readonly-review-link', 'readonly-review-link');
 
   constructor(store: Store, onDone: () => void) {
     this.review.hidden = true;
+    this.readOnlyBanner.hidden = true;
+    this.readOnlyBanner.setAttribute('role', 'note');
+    this.readOnlyBanner.append(this.bannerText, this.bannerLink);
     this.doneBtn.textContent = 'Done ✓ next image';
     this.doneBtn.title = 'This image is finished: send it to review and open the next image of your queue';
     this.doneBtn.onclick = () => onDone();
     this.doneBtn.addEventListener('mousedown', (ev) => ev.preventDefault()); // keep Enter for saving
-    this.element.append(this.state, this.review, this.doneBtn);
+    this.element.append(this.readOnlyBanner, this.state, this.review, this.doneBtn);
     store.subscribe((s, prev) => {
-      if (s.image !== prev.image || s.work !== prev.work || s.project !== prev.project) this.render(s);
+      if (s.image !== prev.image || s.work !== prev.work || s.project !== prev.project || s.access !== prev.access) this.render(s);
     });
   }
 
@@ -142,8 +152,21 @@ export class WorkBar {
     const showRejection = r?.decision === 'rejected' && (status === 'rejected' || status === 'in_progress' || status === 'new');
     this.review.hidden = !showRejection;
     this.review.textContent = showRejection ? `Rejected by ${r.reviewer}: ${r.comment}` : '';
+    this.renderReadOnly(s);
     const mayFinish = canAnnotate(s) && WORKABLE.has(status) && w.lease !== 'other';
     this.doneBtn.hidden = !canAnnotate(s);
     this.doneBtn.disabled = !img || !mayFinish || w.finishing || s.saving;
+  }
+
+  private renderReadOnly(s: AnnotateState): void {
+    const ro = !s.access.mayAnnotate;
+    this.readOnlyBanner.hidden = !ro;
+    if (!ro) return;
+    this.bannerText.textContent = readOnlyText(s.access);
+    const link = reviewLink(s.access, s.image);
+    this.bannerLink.hidden = !link;
+    this.bannerLink.textContent = link?.text ?? '';
+    if (link) this.bannerLink.href = link.href;
+    else this.bannerLink.removeAttribute('href');
   }
 }

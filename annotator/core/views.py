@@ -119,10 +119,10 @@ def review(request, project_id: int):
             workflow.image_review(user=request.user, image=image, decision=request.POST.get("decision", ""),
                                   comment=request.POST.get("comment", ""))
             return redirect(request.path)
+        except ValidationError as exc:  # before ValueError: services.ValidationError subclasses it
+            error = " ".join(m for msgs in exc.errors.values() for m in msgs)
         except ValueError:
             error = f"No image {image_id} in this project."
-        except ValidationError as exc:
-            error = " ".join(m for msgs in exc.errors.values() for m in msgs)
         except (NotAllowed, workflow.StateConflict) as exc:
             error = str(exc)
     images = selectors.images_for_user(user=request.user).filter(project=project, status=Image.WorkStatus.DONE)

@@ -296,6 +296,29 @@ def test_reject_without_mask_decisions_rejects_every_pending_mask():
     assert client_for(people["ann1"]).post(f"/api/projects/{project.pk}/queue/next").status_code == 204
 
 
+@pytest.mark.django_db
+def test_review_page_form_names_the_actual_problem():
+    """The review page's form: a rejection without a comment says what is missing (it said
+    "No image N in this project." before: the service's ValidationError is a ValueError)."""
+    from django.test import Client
+
+    project, people = team(photos=PHOTOS[:1])
+    image = Image.objects.get(project=project)
+    ca = client_for(people["ann0"])
+    ca.post(f"/api/images/{image.pk}/annotations/", mask_body(image), format="json")
+    ca.post(f"/api/images/{image.pk}/done")
+    page = Client()
+    page.force_login(people["reviewer"])
+    url = f"/projects/{project.pk}/review/"
+    body = page.post(url, {"image": image.pk, "decision": "reject", "comment": ""}).content.decode()
+    assert "Say what to fix" in body and "No image" not in body
+    body = page.post(url, {"image": image.pk, "decision": "maybe"}).content.decode()
+    assert "Must be approve or reject." in body
+    image.refresh_from_db()
+    assert image.status == "done"  # none of these reviewed it
+    assert page.post(url, {"image": image.pk, "decision": "approve"}).status_code == 302
+
+
 # ---------------------------------------------------------------- members
 
 @pytest.mark.django_db

@@ -32,7 +32,7 @@ import { DecoderBridge, SupersededError } from './decoder/bridge';
 import { commandAllowed, FULL_ACCESS, isReadOnly, keyCommand, readOnlyText, type Access } from './lib/access';
 import { buildFeeds, lowResCandidate } from './lib/feeds';
 import { defaultCandidate, normalizeBox, promptsPayload, type Prompts } from './lib/prompts';
-import { bestMatchingCandidate, focusAfterRemoval, moveFocus } from './lib/proposals';
+import { bestMatchingCandidate, focusAfterRemoval, moveFocus, tabLeavesProposals } from './lib/proposals';
 import {
   classifyStatus,
   IdbOutboxStore,
@@ -906,6 +906,13 @@ export class AnnotateApp {
         // From the page (nothing focused) Tab walks the proposals; from a focused control it
         // moves the keyboard focus as usual, so every button stays reachable.
         if (t && t !== document.body) return;
+        {
+          // None left, or at the end of the list: the browser's own focus order takes over,
+          // so every control is reachable from the keyboard alone.
+          const st = this.store.get();
+          const ids = st.proposals.map((p) => p.proposal.id);
+          if (tabLeavesProposals(ids, st.focusedProposal, ev.shiftKey ? -1 : 1)) return;
+        }
         this.moveProposalFocus(ev.shiftKey ? -1 : 1);
         break;
       case 'accept':

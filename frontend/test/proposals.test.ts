@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { bestMatchingCandidate, coverage, focusAfterRemoval, maskIoU, moveFocus } from '../src/lib/proposals';
+import { bestMatchingCandidate, coverage, focusAfterRemoval, maskIoU, moveFocus, tabLeavesProposals } from '../src/lib/proposals';
 
 const m = (...v: number[]): Uint8Array => Uint8Array.from(v);
 
@@ -31,6 +31,16 @@ describe('focus', () => {
     expect(moveFocus([5, 7, 9], 5, -1)).toBe(9);
     expect(moveFocus([5, 7, 9], 42, 1)).toBe(5);
     expect(moveFocus([], 1, 1)).toBeNull();
+  });
+  it('lets Tab leave the proposals for the controls at either end, or when there are none', () => {
+    expect(tabLeavesProposals([], null, 1)).toBe(true);
+    expect(tabLeavesProposals([], null, -1)).toBe(true);
+    expect(tabLeavesProposals([5, 7, 9], 5, 1)).toBe(false);
+    expect(tabLeavesProposals([5, 7, 9], 9, 1)).toBe(true);
+    expect(tabLeavesProposals([5, 7, 9], 9, -1)).toBe(false);
+    expect(tabLeavesProposals([5, 7, 9], 5, -1)).toBe(true);
+    expect(tabLeavesProposals([5], 5, 1)).toBe(true);
+    expect(tabLeavesProposals([5, 7, 9], null, 1)).toBe(false);
   });
   it('goes to the next one after a removal, else the previous', () => {
     expect(focusAfterRemoval([5, 7, 9], 7)).toBe(9);

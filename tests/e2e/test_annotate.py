@@ -188,6 +188,12 @@ def test_click_mask_save_export(app_server, celery_worker_process, tmp_path):
             _wait_ready(page)
             assert page.evaluate("crossOriginIsolated"), "the annotate page is not cross-origin isolated"
             decoder_status = page.locator("#decoder-status").inner_text()
+            # No proposals on this image: Tab from the page itself moves the keyboard focus to
+            # the controls (it was swallowed by the proposal walk; found by the QA pass).
+            page.evaluate("document.activeElement && document.activeElement.blur()")
+            page.keyboard.press("Tab")
+            assert page.evaluate("document.activeElement !== document.body"), "Tab did not reach a control"
+            page.evaluate("document.activeElement.blur()")
 
             # One click inside the object -> a mask containing the clicked pixel, made in
             # the browser: no request to the server between the click and the mask.

@@ -49,6 +49,19 @@ export function moveFocus(ids: readonly number[], currentId: number | null, step
 }
 
 /**
+ * Whether Tab (`step` +1) or Shift+Tab (-1) pressed on the page itself should leave the
+ * proposals to the browser's normal focus order: when there are none, or the focus is on
+ * the last one (Tab) or the first one (Shift+Tab). Otherwise it walks the proposals, so a
+ * keyboard-only user reaches every proposal and then every control.
+ */
+export function tabLeavesProposals(ids: readonly number[], currentId: number | null, step: 1 | -1): boolean {
+  if (!ids.length) return true;
+  const i = currentId === null ? -1 : ids.indexOf(currentId);
+  if (i < 0) return false;
+  return step > 0 ? i === ids.length - 1 : i === 0;
+}
+
+/**
  * The focus after `removedId` leaves the list (accepted or rejected): the proposal that
  * followed it, else the one before, else null.
  */

@@ -132,9 +132,9 @@ def test_a_project_of_real_photos_retrains_in_the_worker_and_promotes_only_a_bet
           f"NoC@90 {after['NoC@90']} mIoU@1/3/5 {after['mIoU@1']}/{after['mIoU@3']}/{after['mIoU@5']}; "
           f"{m['seconds']} s ({m['finetune']['seconds']} s fine-tuning)")
 
-    assert before["NoC@85"] == 20.0  # the shipped model never reaches IoU 0.85 on these three
     # The decision follows the documented rule, and promotion and switch happen iff better.
-    # Measured (30 steps, lr 5e-4, 1 thread): NoC@85 20 -> 20 and NoC@90 20 -> 20, mean IoU
+    # Measured with the first shipped weights (default-9bb99f23925a; 30 steps, lr 5e-4, 1
+    # thread): NoC@85 20 -> 20 and NoC@90 20 -> 20, mean IoU
     # over the 20 clicks 0.707 -> 0.723 (mIoU@3 0.30 -> 0.67): promoted by the third rule.
     # The "held-out NoC@85 better" is NOT reached within this CPU budget (see
     # retrain.py and the report in the commit): the fine-tune improves refinement clicks but

@@ -37,7 +37,13 @@ def _test_database_url() -> str:
 def _child_env() -> dict[str, str]:
     env = dict(os.environ)
     env.update({"DATABASE_URL": _test_database_url(), "DJANGO_SETTINGS_MODULE": "annotator.settings_test",
-                "MEDIA_ROOT": str(settings.MEDIA_ROOT), "PYTHONUNBUFFERED": "1"})
+                "MEDIA_ROOT": str(settings.MEDIA_ROOT), "PYTHONUNBUFFERED": "1",
+                # Retrains started through the test server (tests/e2e/test_retrain.py plays
+                # the worker's part itself) go to a queue the session's worker does not
+                # consume, so a real fine-tune never races the test's own updates. The
+                # worker path is tested in tests/annotator/test_retrain.py, whose jobs are
+                # sent from the test process with the normal route.
+                "CELERY_RETRAIN_QUEUE": f"{settings.CELERY_TASK_DEFAULT_QUEUE}.retrain-not-consumed"})
     return env
 
 

@@ -211,9 +211,11 @@ def test_generate_from_the_stored_embedding_of_a_real_photo(user, project, image
         prefill.proposal_reject(proposal_id=second.pk, user=user)
     rerun = prefill.proposals_generate(image=image)
     again = [rle_to_mask(p.rle) for p in rerun]
-    for decided in [first] + ([second] if second else []):
+    # The accepted one is now an annotation (nothing at IoU >= DUPLICATE_IOU with it is
+    # proposed again); the rejected one is not proposed again (nothing at >= REJECTED_IOU).
+    for decided, limit in [(first, prefill.DUPLICATE_IOU)] + ([(second, prefill.REJECTED_IOU)] if second else []):
         m = rle_to_mask(decided.rle)
-        assert all((np.logical_and(m, a).sum() / np.logical_or(m, a).sum()) < prefill.DUPLICATE_IOU for a in again)
+        assert all((np.logical_and(m, a).sum() / np.logical_or(m, a).sum()) < limit for a in again)
     assert Proposal.objects.filter(image=image, status="pending").count() == len(rerun)
     assert Proposal.objects.filter(image=image).exclude(status="pending").count() == (2 if second else 1)
 

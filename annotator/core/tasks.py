@@ -22,15 +22,15 @@ from .services import (
 
 log = logging.getLogger(__name__)
 
+TRANSIENT = (OperationalError, ConnectionError, TimeoutError)
+"""Errors a task retries (database or broker unreachable for a moment)."""
 
-@shared_task(
-    bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=(OperationalError, ConnectionError, TimeoutError),
-    retry_backoff=2,
-    max_retries=5,
-)
+RETRYING = dict(bind=True, acks_late=True, reject_on_worker_lost=True, autoretry_for=TRANSIENT, retry_backoff=2)
+"""Options every work task shares: late ack + reject on worker lost (a run whose worker dies
+is delivered again), automatic retry with backoff on TRANSIENT errors."""
+
+
+@shared_task(**RETRYING, max_retries=5)
 def embed_image(self, image_id: int) -> None:
     """Compute the embedding of one image (idempotent; retried on transient errors).
 
@@ -55,7 +55,7 @@ def embed_image(self, image_id: int) -> None:
         embedding_compute(image=image)
     except engine.ImageError as exc:
         image_mark_embedding_failed(image_id=image_id, reason=f"cannot decode the image: {exc}")
-    except (OperationalError, ConnectionError, TimeoutError) as exc:
+    except TRANSIENT as exc:
         if self.request.retries >= self.max_retries:
             image_mark_embedding_failed(image_id=image_id, reason=f"gave up after retries: {exc}")
             return
@@ -70,14 +70,7 @@ def embed_image(self, image_id: int) -> None:
         after_embedding(image_id=image_id)
 
 
-@shared_task(
-    bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=(OperationalError, ConnectionError, TimeoutError),
-    retry_backoff=2,
-    max_retries=5,
-)
+@shared_task(**RETRYING, max_retries=5)
 def generate_proposals(self, image_id: int) -> None:
     """Pre-fill one image with automatic-mask proposals from its stored embedding
     (idempotent: a rerun replaces the image's pending automatic proposals)."""
@@ -93,7 +86,7 @@ def generate_proposals(self, image_id: int) -> None:
         proposals_generate(image=image)
     except engine.ImageError as exc:
         proposals_mark_failed(image_id=image_id, reason=f"cannot decode the image: {exc}")
-    except (OperationalError, ConnectionError, TimeoutError) as exc:
+    except TRANSIENT as exc:
         if self.request.retries >= self.max_retries:
             proposals_mark_failed(image_id=image_id, reason=f"gave up after retries: {exc}")
             return
@@ -103,14 +96,7 @@ def generate_proposals(self, image_id: int) -> None:
         proposals_mark_failed(image_id=image_id, reason=f"{type(exc).__name__}: {exc}")
 
 
-@shared_task(
-    bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=(OperationalError, ConnectionError, TimeoutError),
-    retry_backoff=2,
-    max_retries=3,
-)
+@shared_task(**RETRYING, max_retries=3)
 def run_export(self, job_id: int) -> None:
     """Write one export job (idempotent: a finished job is not written again)."""
     job = ExportJob.objects.select_related("project").filter(pk=job_id).first()
@@ -119,7 +105,7 @@ def run_export(self, job_id: int) -> None:
         return
     try:
         export_run(job=job)
-    except (OperationalError, ConnectionError, TimeoutError) as exc:
+    except TRANSIENT as exc:
         if self.request.retries >= self.max_retries:
             export_mark_failed(job_id=job_id, reason=f"gave up after retries: {exc}")
             return
@@ -129,14 +115,7 @@ def run_export(self, job_id: int) -> None:
         export_mark_failed(job_id=job_id, reason=f"{type(exc).__name__}: {exc}")
 
 
-@shared_task(
-    bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=(OperationalError, ConnectionError, TimeoutError),
-    retry_backoff=2,
-    max_retries=3,
-)
+@shared_task(**RETRYING, max_retries=3)
 def retrain_model(self, job_id: int) -> None:
     """Run one retrain job (routed to ``CELERY_RETRAIN_QUEUE``; idempotent: a finished job
     is not run again, one another live worker runs is skipped)."""
@@ -152,7 +131,7 @@ def retrain_model(self, job_id: int) -> None:
         retrain_run(job=job)
     except (RetrainRefused, ModelUnavailable) as exc:
         retrain_mark_failed(job_id=job_id, reason=str(exc))
-    except (OperationalError, ConnectionError, TimeoutError) as exc:
+    except TRANSIENT as exc:
         if self.request.retries >= self.max_retries:
             retrain_mark_failed(job_id=job_id, reason=f"gave up after retries: {exc}")
             return

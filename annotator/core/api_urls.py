@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import api, api_prefill, api_retrain
+from . import api, api_decode, api_prefill, api_retrain
 from . import api_workflow as work  # team work (issue 5)
 
 urlpatterns = [
@@ -33,6 +33,7 @@ urlpatterns = [
     path("images/<int:image_id>/", api.ImageDetailView.as_view(), name="api-image"),
     path("images/<int:image_id>/file", api.ImageFileView.as_view(), name="api-image-file"),
     path("images/<int:image_id>/embedding", api.ImageEmbeddingView.as_view(), name="api-image-embedding"),
+    path("images/<int:image_id>/decode", api_decode.ImageDecodeView.as_view(), name="api-image-decode"),
     path("images/<int:image_id>/annotations/", api.ImageAnnotationsView.as_view(), name="api-image-annotations"),
     path("annotations/<int:annotation_id>/", api.AnnotationDetailView.as_view(), name="api-annotation"),
     # Semi-automatic mode (pre-fill proposals)

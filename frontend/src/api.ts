@@ -343,3 +343,28 @@ export async function getEmbedding(image: ImageInfo, modelId: string): Promise<E
   const got = checkEmbeddingModel(modelId, resp.headers.get('X-Model-Id'));
   return { fp16: await resp.arrayBuffer(), modelId: got };
 }
+
+/** One prompt for `POST /api/images/<id>/decode` (server-side decoding, docs/api.md "Images"). */
+export interface DecodePromptBody {
+  /** (x, y) in pixels of the displayed image, box corners included. */
+  point_coords: [number, number][];
+  /** 1 fg, 0 bg, 2 box top-left, 3 box bottom-right (no padding point: the server adds it). */
+  point_labels: number[];
+  /** base64 of little-endian fp16 256x256 logits (the chosen candidate's), or null. */
+  mask_input: string | null;
+  model_id: string;
+  quantized?: boolean;
+}
+
+export interface DecodePromptResponse {
+  /** 4 COCO compressed RLEs; 0 = single-mask token, 1..3 = the multimask candidates. */
+  masks: CocoRle[];
+  iou_predictions: number[];
+  /** base64 of little-endian fp16 4x256x256 logits. */
+  low_res_masks: string;
+  timing_ms: { embedding_load: number; run: number; encode: number };
+}
+
+/** Decode one prompt on the server (onnxruntime in Django) with the image's stored embedding. */
+export const decodePrompt = (imageId: number, body: DecodePromptBody): Promise<DecodePromptResponse> =>
+  json(`images/${imageId}/decode`, jsonBody('POST', body));

@@ -29,6 +29,7 @@ import {
 } from './api';
 import { CanvasView } from './canvas';
 import { DecoderBridge, SupersededError } from './decoder/bridge';
+import { ServerDecoder } from './decoder/server';
 import { commandAllowed, FULL_ACCESS, isReadOnly, keyCommand, readOnlyText, type Access } from './lib/access';
 import { buildFeeds, lowResCandidate } from './lib/feeds';
 import { defaultCandidate, normalizeBox, promptsPayload, type Prompts } from './lib/prompts';
@@ -101,6 +102,12 @@ export class AnnotateApp {
   readonly store = new Store();
   /** The decoder worker, started on first use: a read-only page never starts one. */
   private decoderBridge: DecoderBridge | null = null;
+  /** Benchmark knob ?decoder=server: prompts are decoded by the server (POST /decode), not the
+   * worker (which still loads the decoder and embeddings: the page's readiness is unchanged). */
+  private readonly serverDecoder: ServerDecoder | null =
+    new URLSearchParams(window.location.search).get('decoder') === 'server'
+      ? new ServerDecoder(() => this.modelId(), { quantized: new URLSearchParams(window.location.search).get('quantized') === '1' })
+      : null;
   /** Active time on the current mask: first prompt to save, idle gaps over 30 s removed. */
   private readonly active = new ActiveTimer();
   private readonly work = new WorkSession(this.store);
@@ -191,7 +198,7 @@ export class AnnotateApp {
       return project;
     });
     if (this.readOnly) this.store.set({ decoder: { phase: 'idle', detail: 'not loaded: read-only' } });
-    else void this.loadDecoder(projectP);
+    else void this.loadDecoder(projectP).then(() => this.sayServerDecoder());
     let imageId = this.config.imageId;
     try {
       if (imageId === null) {
@@ -279,6 +286,12 @@ export class AnnotateApp {
     }
     await this.ensureEmbedding(info, stale);
     if (!stale() && this.store.get().embedding.phase === 'ready') void this.prefetch(info.next_id ?? null);
+  }
+
+  /** ?decoder=server: the decoder status line says that masks come from the server. */
+  private sayServerDecoder(): void {
+    const d = this.store.get().decoder;
+    if (this.serverDecoder && d.phase === 'ready') this.store.set({ decoder: { phase: 'ready', detail: `server (POST /decode); worker: ${d.detail}` } });
   }
 
   /** The model whose embeddings this page may decode: the project's, whose decoder it loads. */
@@ -658,7 +671,7 @@ export class AnnotateApp {
     let result;
     try {
       const feeds = buildFeeds(step.prompts, image.height, image.width, maskInput);
-      result = await this.bridge.decode(image.id, image.height, image.width, feeds);
+      result = await (this.serverDecoder ?? this.bridge).decode(image.id, image.height, image.width, feeds);
     } catch (e) {
       if (!(e instanceof SupersededError)) this.store.set({ message: { kind: 'error', text: `Decoder error: ${errorText(e)}` } });
       return;

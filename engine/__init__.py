@@ -15,6 +15,7 @@ _EXPORTS = {
     "DEFAULT_WEIGHTS": "build", "MODEL_REGISTRY": "build", "CheckpointError": "build",
     "LoadedModel": "build", "build_model": "build", "load_default": "build",
     "DecoderOnnxModel": "onnx_export", "export_decoder": "onnx_export", "decoder_agreement": "onnx_export",
+    "BrowserDecoderOnnxModel": "onnx_browser", "export_browser_decoder": "onnx_browser",
     "EMBEDDING_SHAPE": "predictor", "ImageError": "predictor", "coords_to_1024": "predictor",
     "decoder_feeds": "predictor", "embed": "predictor", "embedding_from_bytes": "predictor",
     "embedding_to_bytes": "predictor", "load_image": "predictor", "predict": "predictor",
@@ -46,6 +47,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
                         build_model, load_default)
     from .clicks import Click, next_click  # noqa: F401
     from .evaluate import load_dataset  # noqa: F401
+    from .onnx_browser import BrowserDecoderOnnxModel, export_browser_decoder  # noqa: F401
     from .onnx_export import DecoderOnnxModel, decoder_agreement, export_decoder  # noqa: F401
     from .predictor import (EMBEDDING_SHAPE, ImageError, coords_to_1024, decoder_feeds, embed,  # noqa: F401
                             embedding_from_bytes, embedding_to_bytes, load_image, predict, resized_shape)

@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 
 from . import selectors, services
 from .exports import coco_chunks
-from .model_runtime import ModelUnavailable, UnknownModel, decoder_path
+from .model_runtime import DECODER_GRAPHS, ModelUnavailable, UnknownModel, decoder_path
 from .model_versions import model_versions_list, project_model_id
 from .models import Embedding, Image, ExportJob
 from .permissions import EXPORT_ROLES, Action, NotAllowed, require, require_role
@@ -110,14 +110,18 @@ class DecoderView(APIView):
     @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
     def get(self, request, model_id: str):
         quantized = request.query_params.get("quantized") in ("1", "true")
+        graph = request.query_params.get("graph", "contract")
+        if graph not in DECODER_GRAPHS:
+            return Response({"detail": f"graph must be one of {', '.join(DECODER_GRAPHS)}, not {graph!r}."},
+                            status=status.HTTP_400_BAD_REQUEST)
         try:
-            path = decoder_path(model_id, quantized=quantized)
+            path = decoder_path(model_id, quantized=quantized, graph=graph)
         except UnknownModel:
             raise Http404("This server does not serve that model.")
         except ModelUnavailable as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
         stat = path.stat()
-        etag = f'"{model_id}-{"q" if quantized else "f"}-{stat.st_size}-{int(stat.st_mtime)}"'
+        etag = f'"{model_id}-{graph}-{"q" if quantized else "f"}-{stat.st_size}-{int(stat.st_mtime)}"'
         return _immutable_file_response(request, etag, lambda: open(path, "rb"), "application/octet-stream")
 
 

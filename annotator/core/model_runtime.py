@@ -137,8 +137,26 @@ def decoder_dir(model_id: str) -> Path:
     return Path(settings.MEDIA_ROOT) / "models" / model_id
 
 
-def decoder_export(loaded, *, quantized: bool) -> Path:
-    """Export the decoder of a loaded model into :func:`decoder_dir`, unless it is there.
+DECODER_GRAPHS = ("contract", "browser")
+
+
+def decoder_filename(*, quantized: bool, graph: str = "contract") -> str:
+    """File name of one decoder variant: ``decoder[.browser][.quant].onnx``.
+
+    ``contract``: DESIGN.md's decoder contract (full-size ``masks`` output, for API users and
+    other tools); ``browser``: :mod:`engine.onnx_browser` (low-res outputs, cheaper order of
+    operations; what the annotate page loads).
+
+    Raises:
+        ValueError: an unknown graph name.
+    """
+    if graph not in DECODER_GRAPHS:
+        raise ValueError(f"graph must be one of {', '.join(DECODER_GRAPHS)}, not {graph!r}")
+    return "decoder" + (".browser" if graph == "browser" else "") + (".quant" if quantized else "") + ".onnx"
+
+
+def decoder_export(loaded, *, quantized: bool, graph: str = "contract") -> Path:
+    """Export one decoder variant of a loaded model into :func:`decoder_dir`, unless it is there.
 
     Several processes may ask at once: one exports, the others wait on a file lock.
     """
@@ -146,32 +164,34 @@ def decoder_export(loaded, *, quantized: bool) -> Path:
 
     out_dir = decoder_dir(loaded.model_id)
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / ("decoder.quant.onnx" if quantized else "decoder.onnx")
+    path = out_dir / decoder_filename(quantized=quantized, graph=graph)
     if path.exists():
         return path
+    export = engine.export_browser_decoder if graph == "browser" else engine.export_decoder
     with open(out_dir / ".export.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not path.exists():
             tmp = path.with_name(path.name + ".tmp.onnx")
-            engine.export_decoder(loaded, tmp, quantize=quantized)
+            export(loaded, tmp, quantize=quantized)
             tmp.replace(path)
             log.info("exported decoder for %s to %s", loaded.model_id, path)
     return path
 
 
-def decoder_path(model_id: str, quantized: bool = False) -> Path:
-    """Path of the decoder ONNX for ``model_id``, exported on first use.
+def decoder_path(model_id: str, quantized: bool = False, graph: str = "contract") -> Path:
+    """Path of a decoder ONNX for ``model_id`` (see :func:`decoder_filename`), exported on first use.
 
     Raises:
+        ValueError: an unknown graph name.
         UnknownModel: ``model_id`` is neither the configured default nor a registered version.
         ModelUnavailable: the version's weights cannot be loaded to export its decoder.
     """
     from .models import ModelVersion
 
-    path = decoder_dir(model_id) / ("decoder.quant.onnx" if quantized else "decoder.onnx")
+    path = decoder_dir(model_id) / decoder_filename(quantized=quantized, graph=graph)
     if model_id == current_model_id():
-        return path if path.exists() else decoder_export(current_model(), quantized=quantized)
+        return path if path.exists() else decoder_export(current_model(), quantized=quantized, graph=graph)
     version = ModelVersion.objects.filter(model_id=model_id).first()
     if version is None:
         raise UnknownModel(model_id)
-    return path if path.exists() else decoder_export(model_for_version(version), quantized=quantized)
+    return path if path.exists() else decoder_export(model_for_version(version), quantized=quantized, graph=graph)

@@ -210,6 +210,8 @@ def model_version_install(*, architecture: str, checkpoint: str | Path, name: st
     loaded = engine.build_model(architecture, path)  # strict: raises CheckpointError
     fp32 = decoder_export(loaded, quantized=False)
     quant = decoder_export(loaded, quantized=True)
+    for quantized in (False, True):  # the page's graph, exported now rather than on the first page load
+        decoder_export(loaded, quantized=quantized, graph="browser")
     metrics = {"decoder_quantized_vs_fp32": engine.decoder_agreement(fp32, quant),
                "decoder_bytes": {"fp32": fp32.stat().st_size, "quantized": quant.stat().st_size}}
     version, created = model_version_register(

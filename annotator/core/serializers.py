@@ -98,7 +98,7 @@ def _project_model_id(context: dict, project: Project) -> str:
 
 
 class ModelVersionOutput(serializers.ModelSerializer):
-    decoder_url = serializers.SerializerMethodField(help_text="the decoder ONNX (fp32; ?quantized=1: QUInt8)")
+    decoder_url = serializers.SerializerMethodField(help_text="the decoder ONNX: DESIGN.md contract, fp32; ?quantized=1: QUInt8; ?graph=browser: the page's low-res graph")
 
     class Meta:
         model = ModelVersion

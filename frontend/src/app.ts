@@ -225,14 +225,17 @@ export class AnnotateApp {
       if (!model) throw new Error(`model ${project.model_id} is not among the server's models (${models.map((m) => m.model_id).join(', ') || 'none'})`);
       this.store.set({ model, decoder: { phase: 'loading', detail: model.name } });
       // Benchmark knobs on the page URL: ?threads=N caps the wasm threads (default: the
-      // worker's choice); ?quantized=1 loads the QUInt8 decoder the server can export.
+      // worker's choice); ?quantized=1 loads the QUInt8 decoder the server can export;
+      // ?graph=contract loads DESIGN.md's contract graph (full-size masks from the graph)
+      // instead of the browser graph (low-res logits, upsampled in the worker).
       const params = new URLSearchParams(window.location.search);
       const threads = Number(params.get('threads')) || undefined;
       const quantized = params.get('quantized') === '1';
-      const url = decoderUrl(model) + (quantized ? '?quantized=1' : '');
+      const graph = params.get('graph') === 'contract' ? 'contract' : 'browser';
+      const url = `${decoderUrl(model)}?graph=${graph}${quantized ? '&quantized=1' : ''}`;
       const r = await this.bridge.init(url, WASM_PATHS, threads);
       const n = `${r.numThreads} thread${r.numThreads > 1 ? 's' : ''}`;
-      const kind = quantized ? 'wasm, quantized' : 'wasm';
+      const kind = `wasm, ${graph} graph${quantized ? ', quantized' : ''}`;
       this.store.set({ decoder: { phase: 'ready', detail: `${model.name}, ${kind}, ${n}, ${Math.round(r.loadMs)} ms` } });
     } catch (e) {
       this.store.set({ decoder: { phase: 'failed', detail: errorText(e) } });
@@ -356,6 +359,8 @@ export class AnnotateApp {
   /** Warms the next image: its embedding into the worker's LRU (not on a read-only page), its
    * photo into the HTTP cache. */
   private async prefetch(nextId: number | null): Promise<void> {
+    // Benchmark knob: ?prefetch=0 turns it off (bench/browser_decoder.py measures both).
+    if (new URLSearchParams(window.location.search).get('prefetch') === '0') return;
     if (nextId === null || (!this.readOnly && this.bridge.hasEmbedding(nextId))) return;
     try {
       const info = await getImage(nextId);

@@ -118,6 +118,29 @@ def test_decoder_onnx_runs_on_the_served_embedding(api_client, user):
     assert api_client.get("/api/models/nope-123/decoder.onnx").status_code == 404
 
 
+def test_browser_decoder_graph_is_served_and_agrees_with_the_contract(api_client, user):
+    """?graph=browser: the page's graph (low-res outputs only) gives the contract graph's logits."""
+    project = project_with_photos(user=user)
+    image = project.images.get()
+    services.embedding_compute(image=image)
+    url = api_client.get("/api/models/").json()[0]["decoder_url"]
+    sessions = {}
+    for graph in ("contract", "browser"):
+        res = api_client.get(f"{url}?graph={graph}")
+        assert res.status_code == 200
+        sessions[graph] = ort.InferenceSession(b"".join(res.streaming_content), providers=["CPUExecutionProvider"])
+    assert res["ETag"] != api_client.get(url)["ETag"]  # the two graphs are cached apart
+    emb = engine.embedding_from_bytes(b"".join(api_client.get(f"/api/images/{image.pk}/embedding").streaming_content))
+    feeds = engine.decoder_feeds(emb, (image.height, image.width), point_coords=[[240, 160]], point_labels=[1])
+    _, iou, low = sessions["contract"].run(None, feeds)
+    assert [o.name for o in sessions["browser"].get_outputs()] == ["iou_predictions", "low_res_masks"]
+    b_iou, b_low = sessions["browser"].run(None, {k: v for k, v in feeds.items() if k != "orig_im_size"})
+    np.testing.assert_allclose(b_iou, iou, atol=1e-5)
+    np.testing.assert_allclose(b_low, low, atol=1e-3)
+    res = api_client.get(f"{url}?graph=fast")
+    assert res.status_code == 400 and "graph must be one of contract, browser" in res.json()["detail"]
+
+
 def test_annotation_create_validates_rle_and_prompts(api_client, user):
     project = project_with_photos(user=user)
     image = project.images.get()

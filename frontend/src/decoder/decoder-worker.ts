@@ -8,6 +8,7 @@ import * as ort from 'onnxruntime-web/wasm';
 import { fp16ToFloat32 } from '../lib/fp16';
 import { LruCache } from '../lib/lru';
 import { thresholdMasks } from '../lib/maskImage';
+import { upsampleMasks } from '../lib/upsample';
 import type { DecodeRequest, InitRequest, LoadEmbeddingRequest, ResultMap, WorkerReply, WorkerRequest } from './protocol';
 
 declare const self: DedicatedWorkerGlobalScope;
@@ -73,20 +74,34 @@ async function decode(req: DecodeRequest): Promise<ResultMap['decode']> {
     point_labels: new ort.Tensor('float32', f.point_labels, [1, f.num_points]),
     mask_input: new ort.Tensor('float32', f.mask_input, [1, 1, 256, 256]),
     has_mask_input: new ort.Tensor('float32', f.has_mask_input, [1]),
-    orig_im_size: new ort.Tensor('float32', f.orig_im_size, [2]),
   };
+  // The contract graph also takes orig_im_size and returns full-size `masks`; the browser
+  // graph (engine/onnx_browser.py) returns only low-res logits, upsampled here.
+  if (session.inputNames.includes('orig_im_size')) {
+    feeds['orig_im_size'] = new ort.Tensor('float32', f.orig_im_size, [2]);
+  }
   const t1 = performance.now();
   const out = await session.run(feeds);
   const runMs = performance.now() - t1;
   const masks = out['masks'];
   const iou = out['iou_predictions'];
   const lowRes = out['low_res_masks'];
-  if (!masks || !iou || !lowRes) throw new Error(`decoder outputs missing: got ${Object.keys(out).join(', ')}`);
-  const dims = masks.dims;
-  if (dims.length !== 4 || dims[1] !== 4 || dims[2] !== req.height || dims[3] !== req.width) {
-    throw new Error(`masks have shape ${dims.join('x')}, expected 1x4x${req.height}x${req.width}`);
+  if (!iou || !lowRes) throw new Error(`decoder outputs missing: got ${Object.keys(out).join(', ')}`);
+  let thresholded: { masks: Uint8Array; areas: number[] };
+  if (masks) {
+    const dims = masks.dims;
+    if (dims.length !== 4 || dims[1] !== 4 || dims[2] !== req.height || dims[3] !== req.width) {
+      throw new Error(`masks have shape ${dims.join('x')}, expected 1x4x${req.height}x${req.width}`);
+    }
+    thresholded = thresholdMasks(masks.data as Float32Array, req.height, req.width);
+  } else {
+    const dims = lowRes.dims;
+    if (dims.length !== 4 || dims[1] !== 4 || dims[2] !== 256 || dims[3] !== 256) {
+      throw new Error(`low_res_masks have shape ${dims.join('x')}, expected 1x4x256x256`);
+    }
+    thresholded = upsampleMasks(lowRes.data as Float32Array, req.height, req.width);
   }
-  const { masks: binary, areas } = thresholdMasks(masks.data as Float32Array, req.height, req.width);
+  const { masks: binary, areas } = thresholded;
   const result = {
     masks: binary,
     areas,

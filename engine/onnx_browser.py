@@ -1,7 +1,9 @@
 """The browser's decoder graph: SAM's prompt encoder + mask decoder, computed in a cheaper
 order and returning only the low-res logits (issue 7).
 
-Same inputs as DESIGN.md's decoder contract except ``orig_im_size`` (not needed), outputs
+Same inputs as DESIGN.md's decoder contract except that the embedding comes channel-last,
+``image_tokens`` 1x4096x256 (the page transposes it once per image, not once per click), and
+``orig_im_size`` is not needed; outputs
 ``iou_predictions`` 1x4 and ``low_res_masks`` 1x4x256x256 — the same values as the contract
 graph (:mod:`engine.onnx_export`) up to float rounding. The page upsamples the low-res
 logits to the photo itself (``frontend/src/lib/upsample.ts``, exactly SAM's two bilinear
@@ -42,7 +44,7 @@ from segment_anything.modeling import Sam
 from .build import EMBED_DIM, EMBED_SIZE, IMAGE_SIZE, LoadedModel
 from .shared_decoder import _heads, _tokens_to_image
 
-INPUT_NAMES = ["image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input"]
+INPUT_NAMES = ["image_tokens", "point_coords", "point_labels", "mask_input", "has_mask_input"]
 OUTPUT_NAMES = ["iou_predictions", "low_res_masks"]
 OPSET = 17
 
@@ -87,7 +89,7 @@ def _image_to_tokens(attn, q_img: torch.Tensor, k_tok: torch.Tensor, v_tok: torc
 class BrowserDecoderOnnxModel(nn.Module):
     """Prompt encoder + mask decoder for one prompt set, low-res outputs only.
 
-    Inputs (N prompt points): ``image_embeddings`` 1x256x64x64, ``point_coords`` 1xNx2 (1024
+    Inputs (N prompt points): ``image_tokens`` 1x4096x256 (:func:`image_tokens`), ``point_coords`` 1xNx2 (1024
     frame), ``point_labels`` 1xN, ``mask_input`` 1x1x256x256, ``has_mask_input`` [1].
     Outputs: ``iou_predictions`` 1x4, ``low_res_masks`` 1x4x256x256 logits (index 0 = the
     single-mask token, 1..3 = the multimask candidates), equal to
@@ -167,7 +169,7 @@ class BrowserDecoderOnnxModel(nn.Module):
     @torch.no_grad()
     def forward(
         self,
-        image_embeddings: torch.Tensor,
+        image_tokens: torch.Tensor,
         point_coords: torch.Tensor,
         point_labels: torch.Tensor,
         mask_input: torch.Tensor,
@@ -177,9 +179,15 @@ class BrowserDecoderOnnxModel(nn.Module):
         dec = sam.mask_decoder
         pe_mod = sam.prompt_encoder
         sparse = self._embed_points(point_coords, point_labels)
-        dense = has_mask_input * pe_mod.mask_downscaling(mask_input)
-        dense = dense + (1 - has_mask_input) * pe_mod.no_mask_embed.weight.reshape(1, -1, 1, 1)
-        src = (image_embeddings + dense).flatten(2).transpose(1, 2)  # 1 x 4096 x C
+        # The dense prompt on channel-last tokens: mask_downscaling's last 1x1 convolution is a
+        # MatMul, and no_mask_embed folds into its bias, so the 1M-element image side is touched
+        # once (image_tokens + dense) instead of in NCHW adds, products and a transpose.
+        md = pe_mod.mask_downscaling
+        small = md[:-1](mask_input).flatten(2).transpose(1, 2)[0] * has_mask_input  # 4096 x 16
+        last = md[-1]
+        weight = last.weight.reshape(last.out_channels, last.in_channels).transpose(0, 1)
+        bias = has_mask_input * last.bias + (1 - has_mask_input) * pe_mod.no_mask_embed.weight[0]
+        src = image_tokens + (torch.matmul(small, weight) + bias)  # 1 x 4096 x C
         output_tokens = torch.cat([dec.iou_token.weight, dec.mask_tokens.weight], dim=0).unsqueeze(0)
         n_out = output_tokens.shape[1]
         tokens = torch.cat([output_tokens, sparse], dim=1)
@@ -194,9 +202,22 @@ class BrowserDecoderOnnxModel(nn.Module):
         return iou_predictions, logits
 
 
+def image_tokens(image_embeddings: np.ndarray) -> np.ndarray:
+    """1x256x64x64 (the contract's ``image_embeddings``) -> 1x4096x256 channel-last tokens
+    (the browser graph's ``image_tokens``; the page makes them once per image)."""
+    b, c, h, w = image_embeddings.shape
+    return np.ascontiguousarray(image_embeddings.reshape(b, c, h * w).transpose(0, 2, 1))
+
+
+def browser_feeds(contract_feeds: dict) -> dict:
+    """The browser graph's feeds from :func:`engine.decoder_feeds`'s (contract) feeds."""
+    feeds = {k: v for k, v in contract_feeds.items() if k not in ("image_embeddings", "orig_im_size")}
+    return {"image_tokens": image_tokens(contract_feeds["image_embeddings"]), **feeds}
+
+
 def _dummy_inputs() -> tuple[torch.Tensor, ...]:
     return (
-        torch.randn(1, EMBED_DIM, EMBED_SIZE, EMBED_SIZE),
+        torch.randn(1, EMBED_SIZE * EMBED_SIZE, EMBED_DIM),
         torch.randint(0, IMAGE_SIZE, (1, 5, 2)).float(),
         torch.randint(0, 4, (1, 5)).float(),
         torch.randn(1, 1, 256, 256),
@@ -241,14 +262,20 @@ def export_browser_decoder(model: LoadedModel | Sam, path: str | Path, quantize:
             do_constant_folding=True, input_names=INPUT_NAMES, output_names=OUTPUT_NAMES,
             dynamic_axes={"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}},
         )
-    feeds = {name: t.numpy() for name, t in zip(INPUT_NAMES, dummy)}
-    # A different prompt count than the dummy's: num_points must stay dynamic.
-    feeds["point_coords"] = np.array([[[300.0, 200.0], [0.0, 0.0]]], np.float32)
-    feeds["point_labels"] = np.array([[1.0, -1.0]], np.float32)
+    rng = np.random.default_rng(0)
+    # A different prompt count than the dummy's (num_points must stay dynamic), with a mask input.
+    contract = {
+        "image_embeddings": rng.standard_normal((1, EMBED_DIM, EMBED_SIZE, EMBED_SIZE)).astype(np.float32),
+        "point_coords": np.array([[[300.0, 200.0], [0.0, 0.0]]], np.float32),
+        "point_labels": np.array([[1.0, -1.0]], np.float32),
+        "mask_input": rng.standard_normal((1, 1, 256, 256)).astype(np.float32),
+        "has_mask_input": np.ones(1, np.float32),
+        "orig_im_size": np.array([480.0, 640.0], np.float32),
+    }
     session = ort.InferenceSession(str(fp32_path), providers=["CPUExecutionProvider"])
-    iou, low = session.run(None, feeds)
+    iou, low = session.run(None, browser_feeds(contract))
     ref = DecoderOnnxModel(sam).eval()
-    _, ref_iou, ref_low = ref(*[torch.as_tensor(v) for v in feeds.values()], torch.tensor([480.0, 640.0]))
+    _, ref_iou, ref_low = ref(*[torch.as_tensor(v) for v in contract.values()])
     err = float(np.max(np.abs(low - ref_low.numpy())))
     iou_err = float(np.max(np.abs(iou - ref_iou.numpy())))
     if err > 1e-3 or iou_err > 1e-4:

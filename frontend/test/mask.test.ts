@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { fp16ToFloat32 } from '../src/lib/fp16';
+import { fp16ToFloat32, fp16ToFloat32Transposed } from '../src/lib/fp16';
 import { LruCache } from '../src/lib/lru';
 import { hexToRgba, maskToRgba, maskToRgbaOutlined, thresholdMasks } from '../src/lib/maskImage';
 
@@ -23,6 +23,13 @@ describe('mask -> pixels', () => {
 });
 
 describe('fp16 embedding bytes', () => {
+  it('converts and transposes channel-major halves to channel-last tokens in one pass', () => {
+    // 2 channels x 3 positions: c0 = [1, 2, 0.5], c1 = [-2, 0, 65504]
+    const u16 = Uint16Array.from([0x3c00, 0x4000, 0x3800, 0xc000, 0x0000, 0x7bff]);
+    const f = fp16ToFloat32Transposed(u16.buffer, 2, 3);
+    expect(Array.from(f)).toEqual([1, -2, 2, 0, 0.5, 65504]);
+    expect(() => fp16ToFloat32Transposed(u16.buffer, 2, 4)).toThrow(/expected 16/);
+  });
   it('converts little-endian halves to float32', () => {
     // 1.0 = 0x3c00, -2.0 = 0xc000, 0.5 = 0x3800, 65504 = 0x7bff, smallest subnormal = 0x0001
     const u16 = Uint16Array.from([0x3c00, 0xc000, 0x3800, 0x7bff, 0x0001, 0x0000, 0x7c00]);

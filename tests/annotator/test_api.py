@@ -12,6 +12,7 @@ from pycocotools.coco import COCO
 import engine
 from annotator.core import services
 from annotator.core.models import Annotation, AnnotationEvent, Embedding, Image
+from engine.onnx_browser import browser_feeds
 from engine.rle import mask_to_rle, rle_to_mask
 from tests.factories import UserFactory, grabcut_photo, project_with_photos
 
@@ -134,7 +135,7 @@ def test_browser_decoder_graph_is_served_and_agrees_with_the_contract(api_client
     feeds = engine.decoder_feeds(emb, (image.height, image.width), point_coords=[[240, 160]], point_labels=[1])
     _, iou, low = sessions["contract"].run(None, feeds)
     assert [o.name for o in sessions["browser"].get_outputs()] == ["iou_predictions", "low_res_masks"]
-    b_iou, b_low = sessions["browser"].run(None, {k: v for k, v in feeds.items() if k != "orig_im_size"})
+    b_iou, b_low = sessions["browser"].run(None, browser_feeds(feeds))
     np.testing.assert_allclose(b_iou, iou, atol=1e-5)
     np.testing.assert_allclose(b_low, low, atol=1e-3)
     res = api_client.get(f"{url}?graph=fast")

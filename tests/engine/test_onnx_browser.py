@@ -7,7 +7,7 @@ import torch
 from segment_anything.build_sam import build_sam_vit_b
 
 import engine
-from engine.onnx_browser import BrowserDecoderOnnxModel, _conv_transpose_as_matmul
+from engine.onnx_browser import BrowserDecoderOnnxModel, _conv_transpose_as_matmul, browser_feeds
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +40,10 @@ def test_browser_graph_equals_contract_graph(sessions, prompt):
         "negative only": dict(point_coords=[[width - 1, height - 1]], point_labels=[0]),
     }[prompt]
     feeds = engine.decoder_feeds(emb, (height, width), **kwargs)
-    assert [i.name for i in browser.get_inputs()] == [n for n in feeds if n != "orig_im_size"]
+    assert [i.name for i in browser.get_inputs()] == ["image_tokens", "point_coords", "point_labels", "mask_input",
+                                                      "has_mask_input"]
     _, iou, low_res = contract.run(None, feeds)
-    b_iou, b_low = browser.run(None, {k: v for k, v in feeds.items() if k != "orig_im_size"})
+    b_iou, b_low = browser.run(None, browser_feeds(feeds))
     assert b_low.shape == (1, 4, 256, 256) and b_iou.shape == (1, 4)
     np.testing.assert_allclose(b_iou, iou, atol=1e-5)
     np.testing.assert_allclose(b_low, low_res, atol=1e-4, rtol=1e-4)
@@ -55,12 +56,10 @@ def test_full_size_sam_decoder_graph_matches_torch():
     rng = np.random.default_rng(2)
     feeds = engine.decoder_feeds(rng.standard_normal((1, 256, 64, 64)).astype(np.float32), (300, 1200),
                                  point_coords=[[50, 60], [900, 200]], point_labels=[1, 0])
-    args = [torch.as_tensor(feeds[k]) for k in ("image_embeddings", "point_coords", "point_labels", "mask_input",
-                                                "has_mask_input")]
-    iou, low = BrowserDecoderOnnxModel(sam).eval()(*args)
+    iou, low = BrowserDecoderOnnxModel(sam).eval()(*[torch.as_tensor(v) for v in browser_feeds(feeds).values()])
     from engine.onnx_export import DecoderOnnxModel
 
-    _, ref_iou, ref_low = DecoderOnnxModel(sam).eval()(*args, torch.as_tensor(feeds["orig_im_size"]))
+    _, ref_iou, ref_low = DecoderOnnxModel(sam).eval()(*[torch.as_tensor(v) for v in feeds.values()])
     torch.testing.assert_close(iou, ref_iou, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(low, ref_low, atol=1e-4, rtol=1e-4)
 
@@ -83,7 +82,6 @@ def test_quantized_browser_graph_is_smaller(model, tmp_path):
     # the weights the regrouped attention reshapes (einsum, not MatMul) stay fp32.
     assert q.stat().st_size < fp32.stat().st_size * 0.6
     out = ort.InferenceSession(str(q), providers=["CPUExecutionProvider"]).run(
-        None, {k: v for k, v in engine.decoder_feeds(np.zeros((1, 256, 64, 64), np.float32), (10, 10),
-                                                      point_coords=[[5, 5]], point_labels=[1]).items()
-               if k != "orig_im_size"})
+        None, browser_feeds(engine.decoder_feeds(np.zeros((1, 256, 64, 64), np.float32), (10, 10),
+                                                 point_coords=[[5, 5]], point_labels=[1])))
     assert out[1].shape == (1, 4, 256, 256)

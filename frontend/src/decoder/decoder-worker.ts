@@ -5,7 +5,7 @@
  * on inference.
  */
 import * as ort from 'onnxruntime-web/wasm';
-import { fp16ToFloat32 } from '../lib/fp16';
+import { fp16ToFloat32, fp16ToFloat32Transposed } from '../lib/fp16';
 import { LruCache } from '../lib/lru';
 import { thresholdMasks } from '../lib/maskImage';
 import { upsampleMasks } from '../lib/upsample';
@@ -14,14 +14,26 @@ import type { DecodeRequest, InitRequest, LoadEmbeddingRequest, ResultMap, Worke
 declare const self: DedicatedWorkerGlobalScope;
 
 const EMBEDDING_SHAPE = [1, 256, 64, 64] as const;
+const TOKENS_SHAPE = [1, 64 * 64, 256] as const;
 const EMBEDDING_LEN = 256 * 64 * 64;
 // Memory cost: 4 MiB (float32 1x256x64x64) per entry -> 8 entries = 32 MiB. Enough for the
 // current image, the prefetched next one and a few steps back; the HTTP cache (immutable,
 // ETag) makes a re-fetch of an evicted one cheap.
 const EMBEDDING_CACHE_ENTRIES = 8;
 
+/** One image's embedding, float32, in the layout the decoder graph takes: the contract's
+ * `image_embeddings` 1x256x64x64, or the browser graph's `image_tokens` 1x4096x256. */
+interface Embedding {
+  tensor: ort.Tensor;
+  layout: 'nchw' | 'tokens';
+}
+
 let session: ort.InferenceSession | null = null;
-const embeddings = new LruCache<number, ort.Tensor>(EMBEDDING_CACHE_ENTRIES);
+const embeddings = new LruCache<number, Embedding>(EMBEDDING_CACHE_ENTRIES);
+
+function wantsTokens(): boolean {
+  return session !== null && session.inputNames.includes('image_tokens');
+}
 
 async function init(req: InitRequest): Promise<ResultMap['init']> {
   const t0 = performance.now();
@@ -52,9 +64,27 @@ function loadEmbedding(req: LoadEmbeddingRequest): ResultMap['loadEmbedding'] {
   if (req.fp16.byteLength !== EMBEDDING_LEN * 2) {
     throw new Error(`embedding is ${req.fp16.byteLength} bytes, expected ${EMBEDDING_LEN * 2} (fp16 1x256x64x64)`);
   }
-  // Converted once per image; every decode of this image reuses the tensor.
-  const tensor = new ort.Tensor('float32', fp16ToFloat32(req.fp16), EMBEDDING_SHAPE);
-  return { key: req.key, evicted: embeddings.set(req.key, tensor) };
+  // Converted once per image (and transposed for the browser graph in the same pass); every
+  // decode of this image reuses the tensor.
+  const entry: Embedding = wantsTokens()
+    ? { tensor: new ort.Tensor('float32', fp16ToFloat32Transposed(req.fp16, 256, 64 * 64), TOKENS_SHAPE), layout: 'tokens' }
+    : { tensor: new ort.Tensor('float32', fp16ToFloat32(req.fp16), EMBEDDING_SHAPE), layout: 'nchw' };
+  return { key: req.key, evicted: embeddings.set(req.key, entry) };
+}
+
+/** The embedding in the session's layout (an embedding loaded before the session existed is
+ * transposed once, here). */
+function embeddingFor(key: number): ort.Tensor | null {
+  const entry = embeddings.get(key);
+  if (!entry) return null;
+  if (wantsTokens() && entry.layout === 'nchw') {
+    const src = entry.tensor.data as Float32Array;
+    const out = new Float32Array(EMBEDDING_LEN);
+    for (let c = 0; c < 256; c++) for (let p = 0; p < 4096; p++) out[p * 256 + c] = src[c * 4096 + p]!;
+    entry.tensor = new ort.Tensor('float32', out, TOKENS_SHAPE);
+    entry.layout = 'tokens';
+  }
+  return entry.tensor;
 }
 
 /** The typed array's own buffer when it spans all of it (transferable), else a copy. */
@@ -65,11 +95,11 @@ function ownBuffer<T extends Float32Array | Uint8Array>(a: T): T {
 async function decode(req: DecodeRequest): Promise<ResultMap['decode']> {
   const t0 = performance.now();
   if (!session) throw new Error('decoder not initialised');
-  const emb = embeddings.get(req.key);
+  const emb = embeddingFor(req.key);
   if (!emb) throw new Error(`no embedding loaded for image ${req.key}`);
   const f = req.feeds;
   const feeds: Record<string, ort.Tensor> = {
-    image_embeddings: emb,
+    [wantsTokens() ? 'image_tokens' : 'image_embeddings']: emb,
     point_coords: new ort.Tensor('float32', f.point_coords, [1, f.num_points, 2]),
     point_labels: new ort.Tensor('float32', f.point_labels, [1, f.num_points]),
     mask_input: new ort.Tensor('float32', f.mask_input, [1, 1, 256, 256]),

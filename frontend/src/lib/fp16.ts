@@ -34,3 +34,22 @@ export function fp16ToFloat32(bytes: ArrayBuffer): Float32Array {
   for (let i = 0; i < n; i++) out[i] = t[src[i]!]!;
   return out;
 }
+
+/**
+ * Little-endian fp16 bytes of a C x P (channel-major, e.g. 256 x 64*64) array -> Float32Array
+ * P x C (channel-last tokens), converting and transposing in one pass.
+ * @throws Error when the byte length is not 2 * channels * positions.
+ */
+export function fp16ToFloat32Transposed(bytes: ArrayBuffer, channels: number, positions: number): Float32Array {
+  if (bytes.byteLength !== 2 * channels * positions) {
+    throw new Error(`fp16 payload has ${bytes.byteLength} bytes, expected ${2 * channels * positions}`);
+  }
+  const t = lookup();
+  const src = new Uint16Array(bytes);
+  const out = new Float32Array(channels * positions);
+  for (let c = 0; c < channels; c++) {
+    const row = c * positions;
+    for (let p = 0; p < positions; p++) out[p * channels + c] = t[src[row + p]!]!;
+  }
+  return out;
+}

@@ -28,7 +28,8 @@ chains them (the chosen candidate's low-res logits back in): the native referenc
 
 Item 2: on the 8-photo project, the time from pressing N to the first click's mask pixels,
 the click dispatched by the page itself the moment it says it is ready (``body[data-sam-
-ready]``, i.e. decoder and embedding phases 'ready'), with prefetch (the default) and with
+ready]``, i.e. decoder and embedding phases 'ready') on the new image (a prefetched one opens
+ready: only ``#mask-canvas[data-image-id]`` changes), with prefetch (the default) and with
 ``?prefetch=0``; each mode in a fresh context (cold HTTP cache), >= 5 transitions; and the
 embedding's size on the wire.
 
@@ -436,8 +437,10 @@ window.__benchArm = (x, y) => {
       layer.dispatchEvent(new PointerEvent('pointerup', { ...opts, buttons: 0 }));
     } catch (e) { nav.error = String(e); }
   };
+  // A prefetched image opens already ready: the page then stays ready and only the image
+  // (the mask canvas's data-image-id) changes.
   const obs = new MutationObserver(fire);
-  obs.observe(document.body, { attributes: true, attributeFilter: ['data-sam-ready'] });
+  obs.observe(document.body, { attributes: true, subtree: true, attributeFilter: ['data-sam-ready', 'data-image-id'] });
 };
 """
 

@@ -43,6 +43,8 @@ import {
   type OutboxEntry,
   type SendOutcome,
 } from './lib/outbox';
+import { LruCache } from './lib/lru';
+import { QuietQueue } from './lib/quiet';
 import { decodeRle, encodeRle, type CocoRle } from './lib/rle';
 import {
   chosenMask,
@@ -63,8 +65,30 @@ import { WorkBar, WorkSession } from './work';
 
 export const WASM_PATHS = '/static/app/ort/';
 const POLL_MS = [500, 1000, 1000, 2000, 2000, 3000];
+/** Pre-fill states whose proposal list is final (the others are polled until they are). */
+const PROPOSALS_SETTLED: ReadonlySet<string> = new Set(['none', 'ready', 'failed']);
 /** How often saves kept in the outbox are tried again while any wait. */
 const OUTBOX_RETRY_MS = 3000;
+/** Background work of the open image waits for a quiet moment (lib/quiet.ts): this long
+ * after the image turns ready if no prompt comes, or QUIET_AFTER_MASK_MS after a mask is
+ * painted with no decode in flight. First the re-check of what was shown from the prefetch
+ * (info, masks, proposals) and the lease, later the next image's prefetch. */
+const RECHECK_IDLE_MS = 400;
+const PREFETCH_IDLE_MS = 1500;
+const QUIET_AFTER_MASK_MS = 200;
+/** Images whose info and decoded photo the page keeps (the previous, the open and the
+ * prefetched next one, one spare): opening one of them needs no round trip. The photos'
+ * decoded pixels are the browser's to drop; the info is fetched again on opening. */
+const KEPT_IMAGES = 4;
+
+/** What the page holds of an image besides its embedding: the info and the decoded photo,
+ * and (from the prefetch only, used once) its saved masks and proposals. */
+interface KeptImage {
+  info: ImageInfo;
+  picture: HTMLImageElement;
+  annotations: Annotation[] | null;
+  proposals: Proposal[] | null;
+}
 
 type SaveBody = AnnotationCreate;
 
@@ -82,6 +106,8 @@ declare global {
     __samPerf: number[];
     /** Per painted prompt: decoder session.run, whole worker request, and click-to-mask (ms). */
     __samPerfDetail: { runMs: number; workerMs: number; clickToMaskMs: number }[];
+    /** Per embedding loaded into the worker: its fp16 -> float32 conversion there (ms). */
+    __samEmbeddingLoads: { imageId: number; convertMs: number }[];
     /** True once the decoder and the current image's embedding are loaded. */
     __samReady: boolean;
     /** For tests: the shown mask as COCO RLE, the current prompts (image pixels), the image id. */
@@ -117,7 +143,17 @@ export class AnnotateApp {
   private readonly deciding = new Set<number>();
   private acceptingAbove = false;
   private navToken = 0;
+  private proposalsToken = 0;
   private clickSeq = 0;
+  /** Per image id, from the prefetch or an earlier visit. */
+  private readonly kept = new LruCache<number, KeptImage>(KEPT_IMAGES);
+  /** Embedding loads in flight (prefetches, and early loads of an image being opened), by
+   * image id: opening that image waits for it rather than downloading it again. */
+  private readonly prefetching = new Map<number, Promise<void>>();
+  /** The open image's background work, held back while a decode runs. */
+  private readonly quiet = new QuietQueue(QUIET_AFTER_MASK_MS);
+  /** Deleted on this page: a list that was on its way before the delete does not bring them back. */
+  private readonly deletedAnnotations = new Set<number>();
   /** Saves not yet on the server, kept in IndexedDB (lib/outbox.ts); set up in start(). */
   private outbox: Outbox<SaveBody, Annotation> | null = null;
 
@@ -129,6 +165,7 @@ export class AnnotateApp {
     const readOnly = this.readOnly;
     window.__samPerf = [];
     window.__samPerfDetail = [];
+    window.__samEmbeddingLoads = [];
     window.__samReady = false;
     window.__samDebug = {
       currentMaskRle: () => {
@@ -247,48 +284,143 @@ export class AnnotateApp {
   private async openImage(imageId: number): Promise<void> {
     const token = ++this.navToken;
     const stale = (): boolean => token !== this.navToken;
+    this.quiet.clear();
     this.active.reset();
     this.proposalClock.reset();
-    this.store.set({
-      steps: [], dragBox: null, embedding: { phase: this.readOnly ? 'idle' : 'loading', detail: '' }, imageError: null, message: null,
-      proposals: [], focusedProposal: null, editingProposal: null, proposalsStatus: 'loading',
-    });
+    const kept = this.kept.get(imageId);
+    // What the prefetch (or an earlier visit) kept opens the image with no round trip when its
+    // embedding is in the worker (or on its way there); the server is asked again at the
+    // first quiet moment.
+    const fast = kept !== undefined && kept.info.id === imageId
+      && (this.readOnly || this.bridge.hasEmbedding(imageId) || this.prefetching.has(imageId));
+    // Asked for at once unless the prefetch brought them; never waited for.
+    const annotationsP = fast && kept.annotations ? Promise.resolve(kept.annotations) : listAnnotations(imageId);
+    annotationsP.catch(() => undefined); // reported by showAnnotations
     let info: ImageInfo;
     let picture: HTMLImageElement;
+    let proposalsP: Promise<Proposal[]> | null = null;
+    if (fast) {
+      ({ info, picture } = kept);
+      if (kept.proposals) proposalsP = Promise.resolve(kept.proposals);
+    } else {
+      this.store.set({
+        steps: [], dragBox: null, embedding: { phase: this.readOnly ? 'idle' : 'loading', detail: '' }, imageError: null, message: null,
+        proposals: [], focusedProposal: null, editingProposal: null, proposalsStatus: 'loading',
+      });
+      try {
+        info = await getImage(imageId);
+        // The embedding and the proposals download while the photo loads.
+        if (!stale()) this.loadEarly(info);
+        if (PROPOSALS_SETTLED.has(info.proposals_status ?? 'none')) {
+          proposalsP = listProposals(imageId);
+          proposalsP.catch(() => undefined); // reported by loadProposals
+        }
+        // The kept photo is reused only for the same pixel size (never masks of another size).
+        picture = kept && kept.info.width === info.width && kept.info.height === info.height
+          ? kept.picture : await loadPicture(imageFileUrl(info));
+      } catch (e) {
+        if (!stale()) {
+          const text = `Cannot open image ${imageId}: ${errorText(e)}`;
+          this.store.set({ embedding: { phase: 'failed', detail: '' }, imageError: text, message: { kind: 'error', text } });
+        }
+        return;
+      }
+      if (stale()) return;
+    }
+    // The lists are used once: by the time the page comes back here they are old.
+    this.kept.set(imageId, { info, picture, annotations: null, proposals: null });
+    const url = new URL(window.location.href);
+    url.searchParams.set('image', String(imageId));
+    window.history.replaceState(null, '', url);
+    const inWorker = !this.readOnly && this.bridge.hasEmbedding(imageId);
+    this.store.set({
+      image: info, picture, saved: [], steps: [], dragBox: null, imageError: null, message: null,
+      embedding: { phase: this.readOnly ? 'idle' : inWorker ? 'ready' : 'loading', detail: '' },
+      proposals: [], focusedProposal: null, editingProposal: null, proposalsStatus: 'loading',
+    });
+    void this.showAnnotations(info, annotationsP, stale);
+    void this.loadProposals(info, stale, proposalsP);
+    // The lease (and the re-check of what was kept) waits for a quiet moment: after the first
+    // mask, typically.
+    this.work.show(info);
+    if (fast) {
+      const shown = kept.annotations ? new Set(kept.annotations.map((a) => a.id)) : null;
+      this.quiet.add({ run: () => void this.recheck(info, shown, kept.proposals !== null, stale), idleMs: RECHECK_IDLE_MS });
+    } else {
+      this.quiet.add({ run: () => void this.work.enter(info), idleMs: RECHECK_IDLE_MS });
+    }
+    if (this.readOnly) {
+      this.armPrefetch(0); // nothing decodes on this page
+      return;
+    }
+    await this.ensureEmbedding(info, stale);
+    if (!stale() && this.store.get().embedding.phase === 'ready') this.armPrefetch(PREFETCH_IDLE_MS);
+  }
+
+  /**
+   * Shows the image's saved masks when they arrive, then the outbox's unsaved ones. Masks the
+   * page saved meanwhile stay; `replaces`: ids of an earlier list of this image, shown from
+   * the prefetch, that this one supersedes.
+   */
+  private async showAnnotations(info: ImageInfo, annotationsP: Promise<Annotation[]>, stale: () => boolean,
+    replaces: ReadonlySet<number> = new Set()): Promise<void> {
     let annotations: Annotation[];
     try {
-      info = await getImage(imageId);
-      [picture, annotations] = await Promise.all([loadPicture(imageFileUrl(info)), listAnnotations(imageId)]);
+      annotations = await annotationsP;
     } catch (e) {
+      if (stale()) return;
+      this.store.set({ message: { kind: 'error', text: `Cannot load the saved masks of image ${info.id}: ${errorText(e)}` } });
+      this.showUnsaved();
+      return;
+    }
+    if (stale()) return;
+    await this.forgetLanded(annotations);
+    if (stale()) return;
+    const listed = annotations.filter((a) => !this.deletedAnnotations.has(a.id)).map(toSaved);
+    const ids = new Set(listed.map((m) => m.annotation.id));
+    const bad = listed.filter((m) => m.mask.length !== info.width * info.height).map((m) => `#${m.annotation.id}`);
+    this.store.set((s) => ({
+      saved: [...listed, ...s.saved.filter((m) => !m.unsaved && !ids.has(m.annotation.id) && !replaces.has(m.annotation.id))],
+      ...(bad.length ? { message: { kind: 'error', text: `Cannot draw annotation ${bad.join(', ')}: its RLE does not decode to ${info.height}x${info.width}.` } } : {}),
+    }));
+    this.showUnsaved();
+  }
+
+  /**
+   * An image opened from what the page kept, asked for again at a quiet moment: its info (work
+   * state, neighbours, pre-fill status), then the lease; its masks and proposals when they
+   * were shown from the prefetch.
+   */
+  private async recheck(kept: ImageInfo, shownAnnotations: ReadonlySet<number> | null, shownProposals: boolean,
+    stale: () => boolean): Promise<void> {
+    const id = kept.id;
+    const annotationsP = shownAnnotations ? listAnnotations(id) : null;
+    annotationsP?.catch(() => undefined);
+    let fresh: ImageInfo;
+    try {
+      fresh = await getImage(id);
+    } catch (e) {
+      this.kept.delete(id);
       if (!stale()) {
-        const text = `Cannot open image ${imageId}: ${errorText(e)}`;
+        const text = `Cannot open image ${id}: ${errorText(e)}`;
         this.store.set({ embedding: { phase: 'failed', detail: '' }, imageError: text, message: { kind: 'error', text } });
       }
       return;
     }
     if (stale()) return;
-    const url = new URL(window.location.href);
-    url.searchParams.set('image', String(imageId));
-    window.history.replaceState(null, '', url);
-    const saved = annotations.map(toSaved);
-    const bad = saved.filter((m) => m.mask.length !== info.width * info.height).map((m) => `#${m.annotation.id}`);
-    this.store.set({
-      image: info,
-      picture,
-      saved,
-      steps: [],
-      message: bad.length ? { kind: 'error', text: `Cannot draw annotation ${bad.join(', ')}: its RLE does not decode to ${info.height}x${info.width}.` } : null,
-    });
-    await this.forgetLanded(annotations);
-    this.showUnsaved();
-    void this.work.enter(info);
-    void this.loadProposals(info, stale);
-    if (this.readOnly) {
-      void this.prefetch(info.next_id ?? null);
+    if (fresh.id !== id || fresh.width !== kept.width || fresh.height !== kept.height) {
+      // Not the photo the kept info described: open it afresh rather than make masks of
+      // the wrong size.
+      this.kept.delete(id);
+      void this.openImage(id);
       return;
     }
-    await this.ensureEmbedding(info, stale);
-    if (!stale() && this.store.get().embedding.phase === 'ready') void this.prefetch(info.next_id ?? null);
+    const picture = this.store.get().picture;
+    if (picture) this.kept.set(id, { info: fresh, picture, annotations: null, proposals: null });
+    this.store.set({ image: fresh });
+    void this.work.enter(fresh);
+    if (annotationsP && shownAnnotations) void this.showAnnotations(fresh, annotationsP, stale, shownAnnotations);
+    if (shownProposals || fresh.proposals_status !== kept.proposals_status) void this.loadProposals(fresh, stale);
   }
 
   /** ?decoder=server: the decoder status line says that masks come from the server. */
@@ -311,8 +443,13 @@ export class AnnotateApp {
     let serverSays = ''; // the last 409's detail, shown while we keep polling
     for (let attempt = 0; !stale(); attempt++) {
       if (this.bridge.hasEmbedding(info.id)) {
-        this.store.set({ embedding: { phase: 'ready', detail: '' } });
+        if (this.store.get().embedding.phase !== 'ready') this.store.set({ embedding: { phase: 'ready', detail: '' } });
         return;
+      }
+      const prefetch = this.prefetching.get(info.id);
+      if (prefetch) {
+        await prefetch; // never rejects; a failed one is retried below with the errors shown
+        continue;
       }
       if (info.embedding_status === 'failed') {
         this.store.set({ embedding: { phase: 'failed', detail: `— ${info.embedding_error || 'no reason given'}` } });
@@ -323,10 +460,10 @@ export class AnnotateApp {
           this.store.set({ embedding: { phase: 'loading', detail: '' } });
           const { fp16 } = await getEmbedding(info, this.modelId());
           if (stale()) {
-            await this.bridge.loadEmbedding(info.id, fp16); // keep it for when the user comes back
+            await this.loadIntoWorker(info.id, fp16); // keep it for when the user comes back
             return;
           }
-          await this.bridge.loadEmbedding(info.id, fp16);
+          await this.loadIntoWorker(info.id, fp16);
           continue; // -> hasEmbedding -> ready
         }
         const waited = `(${Math.round((performance.now() - t0) / 1000)} s)`;
@@ -356,18 +493,60 @@ export class AnnotateApp {
     }
   }
 
-  /** Warms the next image: its embedding into the worker's LRU (not on a read-only page), its
-   * photo into the HTTP cache. */
-  private async prefetch(nextId: number | null): Promise<void> {
+  /** The next image's prefetch, at a quiet moment on this one. */
+  private armPrefetch(idleMs: number): void {
     // Benchmark knob: ?prefetch=0 turns it off (bench/browser_decoder.py measures both).
     if (new URLSearchParams(window.location.search).get('prefetch') === '0') return;
-    if (nextId === null || (!this.readOnly && this.bridge.hasEmbedding(nextId))) return;
+    // The open image's next_id as the page knows it then (the re-checked info, if it came).
+    this.quiet.add({ run: () => void this.prefetch(this.store.get().image?.next_id ?? null), idleMs });
+  }
+
+  /** Warms the next image: its info and decoded photo kept for openImage, its embedding into
+   * the worker's LRU (not on a read-only page). */
+  private prefetch(nextId: number | null): Promise<void> {
+    if (nextId === null) return Promise.resolve();
+    const inflight = this.prefetching.get(nextId);
+    if (inflight) return inflight;
+    // An image kept from an earlier visit has no lists: they are asked for again.
+    if (this.kept.get(nextId)?.annotations && (this.readOnly || this.bridge.hasEmbedding(nextId))) return Promise.resolve();
+    const p = this.prefetchOnce(nextId).finally(() => this.prefetching.delete(nextId));
+    this.prefetching.set(nextId, p);
+    return p;
+  }
+
+  private async loadIntoWorker(imageId: number, fp16: ArrayBuffer): Promise<void> {
+    const r = await this.bridge.loadEmbedding(imageId, fp16);
+    window.__samEmbeddingLoads.push({ imageId, convertMs: r.convertMs });
+  }
+
+  /** Starts the embedding's download into the worker as soon as the info says it is ready; its
+   * errors are left to ensureEmbedding, which tries again and reports them. */
+  private loadEarly(info: ImageInfo): void {
+    if (this.readOnly || info.embedding_status !== 'ready' || this.bridge.hasEmbedding(info.id) || this.prefetching.has(info.id)) return;
+    const p = getEmbedding(info, this.modelId())
+      .then(({ fp16 }) => this.loadIntoWorker(info.id, fp16))
+      .then(() => undefined, () => undefined)
+      .finally(() => this.prefetching.delete(info.id));
+    this.prefetching.set(info.id, p);
+  }
+
+  private async prefetchOnce(nextId: number): Promise<void> {
     try {
       const info = await getImage(nextId);
-      void loadPicture(imageFileUrl(info)).catch(() => undefined); // shown with its own error if opened
-      if (info.embedding_status !== 'ready' || this.readOnly) return;
-      const { fp16 } = await getEmbedding(info, this.modelId());
-      await this.bridge.loadEmbedding(info.id, fp16);
+      const listsP = Promise.all([
+        listAnnotations(nextId),
+        PROPOSALS_SETTLED.has(info.proposals_status ?? 'none') ? listProposals(nextId) : Promise.resolve(null),
+      ]);
+      const keptP = Promise.all([loadPicture(imageFileUrl(info)), listsP]).then(([picture, [annotations, proposals]]) => {
+        this.kept.set(nextId, { info, picture, annotations, proposals });
+      });
+      keptP.catch(() => undefined); // awaited below, unless the embedding failed first
+      if (info.embedding_status === 'ready' && !this.readOnly && !this.bridge.hasEmbedding(nextId)) {
+        const { fp16 } = await getEmbedding(info, this.modelId());
+        // Sent to the worker only while no decode runs or waits (DecoderBridge).
+        await this.loadIntoWorker(info.id, fp16);
+      }
+      await keptP;
     } catch (e) {
       // Not user-facing: opening that image retries and reports properly.
       console.warn(`prefetch of image ${nextId} failed: ${errorText(e)}`);
@@ -415,12 +594,15 @@ export class AnnotateApp {
 
   // Pre-fill proposals ------------------------------------------------------
 
-  /** Lists the image's pending proposals, polling while the worker still generates them. */
-  private async loadProposals(first: ImageInfo, stale: () => boolean): Promise<void> {
+  /** Lists the image's pending proposals, polling while the worker still generates them.
+   * @param listP the list already asked for (or prefetched), used when pre-fill is settled. */
+  private async loadProposals(first: ImageInfo, openStale: () => boolean, listP: Promise<Proposal[]> | null = null): Promise<void> {
+    const token = ++this.proposalsToken;
+    const stale = (): boolean => openStale() || token !== this.proposalsToken; // a newer load took over
     let info = first;
     for (let attempt = 0; !stale(); attempt++) {
       const status = info.proposals_status ?? 'none';
-      if (status === 'pending' || status === 'running') {
+      if (!PROPOSALS_SETTLED.has(status)) {
         this.store.set({ proposalsStatus: status });
         await sleep(2 * POLL_MS[Math.min(attempt, POLL_MS.length - 1)]!);
         if (stale()) return;
@@ -432,13 +614,21 @@ export class AnnotateApp {
         continue;
       }
       try {
-        const list = await listProposals(info.id);
+        const list = await (attempt === 0 && listP ? listP : listProposals(info.id));
         if (stale()) return;
         const hw = info.width * info.height;
         const proposals = list.map(toProposalMask).filter((p) => p.mask.length === hw);
-        this.proposalClock.reset();
-        this.proposalClock.start();
-        this.store.set({ proposals, focusedProposal: proposals[0]?.proposal.id ?? null, proposalsStatus: status });
+        // A list asked for again keeps the focus where it was, if that proposal is still there.
+        const kept = this.store.get().focusedProposal;
+        const focus = proposals.some((p) => p.proposal.id === kept) ? kept : (proposals[0]?.proposal.id ?? null);
+        if (focus !== kept || kept === null) {
+          this.proposalClock.reset();
+          this.proposalClock.start();
+        }
+        this.store.set((s) => ({
+          proposals, focusedProposal: focus, proposalsStatus: status,
+          editingProposal: s.editingProposal !== null && !proposals.some((p) => p.proposal.id === s.editingProposal) ? null : s.editingProposal,
+        }));
       } catch (e) {
         if (!stale()) this.store.set({ proposalsStatus: 'failed', message: { kind: 'error', text: `Cannot load the proposals: ${errorText(e)}` } });
       }
@@ -674,12 +864,15 @@ export class AnnotateApp {
     const startMark = `click-to-mask:start:${seq}`;
     if (timeStamp !== null) performance.mark(startMark, { startTime: timeStamp });
     let result;
+    this.quiet.busyStart(); // background work waits until after this mask
     try {
       const feeds = buildFeeds(step.prompts, image.height, image.width, maskInput);
       result = await (this.serverDecoder ?? this.bridge).decode(image.id, image.height, image.width, feeds);
     } catch (e) {
       if (!(e instanceof SupersededError)) this.store.set({ message: { kind: 'error', text: `Decoder error: ${errorText(e)}` } });
       return;
+    } finally {
+      this.quiet.busyEnd(); // its jobs run QUIET_AFTER_MASK_MS from now: after the mask below is painted
     }
     const s = this.store.get();
     const idx = s.steps.indexOf(step);
@@ -819,10 +1012,12 @@ export class AnnotateApp {
     }
     try {
       await deleteAnnotation(id);
+      this.deletedAnnotations.add(id);
       this.store.set((s) => ({ saved: s.saved.filter((x) => x.annotation.id !== id), message: { kind: 'info', text: `Deleted annotation #${id}.` } }));
     } catch (e) {
       if (e instanceof ApiError && e.status === 404) {
         // Already gone on the server (deleted elsewhere): stop showing it.
+        this.deletedAnnotations.add(id);
         this.store.set((s) => ({ saved: s.saved.filter((x) => x.annotation.id !== id), message: { kind: 'info', text: `Annotation #${id} was already deleted (elsewhere).` } }));
         return;
       }
@@ -999,12 +1194,10 @@ function toProposalMask(proposal: Proposal): ProposalMask {
   }
 }
 
+/** The photo, loaded and decoded off the main thread (drawing it then costs no decode). */
 function loadPicture(src: string): Promise<HTMLImageElement> {
-  return new Promise((resolve, reject) => {
-    const img = new Image();
-    img.decoding = 'async';
-    img.onload = () => resolve(img);
-    img.onerror = () => reject(new Error(`cannot load image ${src}`));
-    img.src = src;
-  });
+  const img = new Image();
+  img.decoding = 'async';
+  img.src = src;
+  return img.decode().then(() => img, () => Promise.reject(new Error(`cannot load image ${src}`)));
 }

@@ -40,6 +40,13 @@ export class WorkSession {
     this.store.set((s) => ({ work: { ...s.work, ...patch } }));
   }
 
+  /** The image is shown before its lease is asked for (a prefetched image: openImage asks at
+   * a quiet moment): its state as the info says, nothing claimed as ours yet. */
+  show(image: ImageInfo): void {
+    const other = image.lease ?? null;
+    this.setWork({ lease: 'none', holder: other?.holder ?? null, until: other?.expires_at ?? null, note: null });
+  }
+
   /** The image was opened: give back the previous lease, take this one if we may work on it. */
   async enter(image: ImageInfo): Promise<void> {
     if (this.held !== null && this.held !== image.id) {

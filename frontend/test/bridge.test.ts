@@ -43,11 +43,11 @@ describe('DecoderBridge', () => {
     const fp16 = new ArrayBuffer(8);
     const p = bridge.loadEmbedding(7, fp16);
     expect(w.sent[0]!.transfer).toEqual([fp16]);
-    w.reply({ type: 'loadEmbedding', id: w.sent[0]!.msg.id, ok: true, result: { key: 7, evicted: [] } });
+    w.reply({ type: 'loadEmbedding', id: w.sent[0]!.msg.id, ok: true, result: { key: 7, evicted: [], convertMs: 1 } });
     await p;
     expect(bridge.hasEmbedding(7)).toBe(true);
     const q = bridge.loadEmbedding(8, new ArrayBuffer(8));
-    w.reply({ type: 'loadEmbedding', id: w.sent[1]!.msg.id, ok: true, result: { key: 8, evicted: [7] } });
+    w.reply({ type: 'loadEmbedding', id: w.sent[1]!.msg.id, ok: true, result: { key: 8, evicted: [7], convertMs: 1 } });
     await q;
     expect(bridge.hasEmbedding(7)).toBe(false);
     expect(bridge.hasEmbedding(8)).toBe(true);
@@ -69,6 +69,41 @@ describe('DecoderBridge', () => {
     expect(w.sent.length).toBe(2); // then the newest
     w.reply({ type: 'decode', id: w.sent[1]!.msg.id, ok: true, result: decodeResult() });
     await expect(c).resolves.toBeTruthy();
+  });
+
+  it('holds an embedding load back while a decode runs or waits; decodes go first', async () => {
+    const w = new FakeWorker();
+    const bridge = new DecoderBridge(w as unknown as Worker);
+    const a = bridge.decode(1, 4, 4, feeds());
+    const load = bridge.loadEmbedding(2, new ArrayBuffer(8)); // a prefetch lands mid-decode
+    const b = bridge.decode(1, 4, 4, feeds()); // and the next click comes meanwhile
+    expect(w.sent.map((s) => s.msg.type)).toEqual(['decode']);
+    w.reply({ type: 'decode', id: w.sent[0]!.msg.id, ok: true, result: decodeResult() });
+    await a;
+    await tick();
+    expect(w.sent.map((s) => s.msg.type)).toEqual(['decode', 'decode']); // the click, not the load
+    expect(bridge.hasEmbedding(2)).toBe(false);
+    w.reply({ type: 'decode', id: w.sent[1]!.msg.id, ok: true, result: decodeResult() });
+    await b;
+    await tick();
+    expect(w.sent.map((s) => s.msg.type)).toEqual(['decode', 'decode', 'loadEmbedding']);
+    expect(w.sent[2]!.msg).toMatchObject({ key: 2 });
+    // A decode that comes while the load is in the worker is sent at once (the worker runs
+    // it right after the conversion); a second load waits for both.
+    const c = bridge.decode(2, 4, 4, feeds());
+    const load2 = bridge.loadEmbedding(3, new ArrayBuffer(8));
+    expect(w.sent.map((s) => s.msg.type)).toEqual(['decode', 'decode', 'loadEmbedding', 'decode']);
+    w.reply({ type: 'loadEmbedding', id: w.sent[2]!.msg.id, ok: true, result: { key: 2, evicted: [], convertMs: 5 } });
+    await expect(load).resolves.toMatchObject({ key: 2, convertMs: 5 });
+    expect(bridge.hasEmbedding(2)).toBe(true);
+    expect(w.sent.length).toBe(4);
+    w.reply({ type: 'decode', id: w.sent[3]!.msg.id, ok: true, result: decodeResult() });
+    await expect(c).resolves.toBeTruthy();
+    await tick();
+    expect(w.sent[4]!.msg).toMatchObject({ type: 'loadEmbedding', key: 3 });
+    w.reply({ type: 'loadEmbedding', id: w.sent[4]!.msg.id, ok: true, result: { key: 3, evicted: [], convertMs: 5 } });
+    await load2;
+    expect(bridge.hasEmbedding(3)).toBe(true);
   });
 
   it('fails everything pending when the worker crashes', async () => {

@@ -47,6 +47,9 @@ describe('LRU', () => {
     c.get(1);
     expect(c.set(3, 'c')).toEqual([2]);
     expect(c.keys()).toEqual([1, 3]);
+    expect(c.delete(1)).toBe(true);
+    expect(c.delete(1)).toBe(false);
+    expect(c.keys()).toEqual([3]);
   });
 });
 

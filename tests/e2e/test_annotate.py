@@ -323,7 +323,8 @@ def test_click_mask_save_export(app_server, celery_worker_process, tmp_path):
 
 def test_prompt_editing_status_and_navigation(app_server, celery_worker_process):
     """Negative clicks, box, candidates 1/2/3, undo, clear; the pending and failed embedding
-    states on the status line; N/P with the next embedding prefetched."""
+    states on the status line; N/P with the next image prefetched (it opens with no round
+    trip: info, photo, saved masks and embedding already in the page)."""
     import threading
 
     from django.db import connection
@@ -339,6 +340,14 @@ def test_prompt_editing_status_and_navigation(app_server, celery_worker_process)
     first, second, broken = project.images.order_by("id")
     for im in (first, second, broken):
         wait_for(lambda: Image.objects.get(pk=im.pk).embedding_status == "ready", timeout=240, what=f"embedding {im.pk}")
+    # The second image has a saved mask: the prefetch brings it, shown at once after N.
+    from annotator.core import services
+    from engine.rle import mask_to_rle
+
+    held = np.zeros((second.height, second.width), np.uint8)
+    held[30:90, 40:120] = 1
+    services.annotation_create(image=second, user=user, segmentation=mask_to_rle(held),
+                               category=project.categories.get().pk)
     # The first image looks still pending (the page polls); the third failed with a reason.
     Image.objects.filter(pk=first.pk).update(embedding_status="pending")
     Image.objects.filter(pk=broken.pk).update(embedding_status="failed", embedding_error="cannot decode the image: e2e")
@@ -446,14 +455,29 @@ def test_prompt_editing_status_and_navigation(app_server, celery_worker_process)
             page.wait_for_function("document.querySelectorAll('#annotation-list li[data-annotation-id]').length === 0")
             assert "already deleted" in page.locator("#status-message").inner_text()
 
-            # N: the next image's embedding was prefetched before the key was pressed.
+            # N: the next image's embedding was prefetched before the key was pressed, and
+            # the page turns ready on it with no request at all (the re-check of its info,
+            # masks and the lease come at the first quiet moment).
             pressed = time.monotonic()
             assert any(f"/images/{second.pk}/embedding" in u and at < pressed for at, u in embedding_requests), embedding_requests
+            page.evaluate(f"""() => {{
+              performance.setResourceTimingBufferSize(10000);
+              performance.clearResourceTimings();
+              const nav = window.__nav = {{ tKey: performance.now(), tReady: null }};
+              new MutationObserver(() => {{
+                if (nav.tReady === null && window.__samReady && window.__samDebug.imageId() === {second.pk}) nav.tReady = performance.now();
+              }}).observe(document.body, {{ attributes: true, subtree: true, attributeFilter: ['data-sam-ready', 'data-image-id'] }});
+            }}""")
             page.keyboard.press("n")
             page.wait_for_function(f"window.__samDebug.imageId() === {second.pk} && window.__samReady === true")
             assert f"image={second.pk}" in page.url
             assert not any(f"/images/{second.pk}/embedding" in u and at >= pressed for at, u in embedding_requests)
             assert points() == 0
+            before_ready = page.evaluate("""() => performance.getEntriesByType('resource')
+              .filter((e) => e.startTime <= window.__nav.tReady && e.name.includes('/api/')).map((e) => e.name)""")
+            assert before_ready == [], before_ready
+            page.wait_for_function("document.querySelectorAll('#annotation-list li[data-annotation-id]').length === 1")
+            page.wait_for_function("document.getElementById('work-bar').dataset.lease === 'mine'")
 
             # N again: the failed embedding is shown with its reason; P goes back.
             page.keyboard.press("n")

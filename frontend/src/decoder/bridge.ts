@@ -1,10 +1,11 @@
 /**
  * DecoderBridge: the one main-thread owner of the decoder worker. Turns the message
- * protocol into promises, transfers buffers instead of copying them, and coalesces
- * decode requests so only the newest prompt waits behind a running decode.
+ * protocol into promises, transfers buffers instead of copying them, coalesces decode
+ * requests so only the newest prompt waits behind a running decode, and holds embedding
+ * loads back while a decode runs or waits: a prefetch never delays a click's mask.
  */
 import type { DecoderFeeds } from '../lib/feeds';
-import type { DecodeResult, InitResult, ResultMap, WorkerReply, WorkerRequest } from './protocol';
+import type { DecodeResult, InitResult, LoadEmbeddingResult, ResultMap, WorkerReply, WorkerRequest } from './protocol';
 
 /** An error the worker reported (or the worker itself crashed). */
 export class DecoderError extends Error {
@@ -25,6 +26,13 @@ export class SupersededError extends Error {
 type Pending = { resolve: (v: never) => void; reject: (e: Error) => void };
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
+interface QueuedLoad {
+  key: number;
+  fp16: ArrayBuffer;
+  resolve: (r: LoadEmbeddingResult) => void;
+  reject: (e: Error) => void;
+}
+
 interface QueuedDecode {
   key: number;
   height: number;
@@ -41,6 +49,10 @@ export class DecoderBridge {
   private readonly loadedKeys = new Set<number>();
   private decodeRunning = false;
   private queued: QueuedDecode | null = null;
+  /** Embedding loads not yet sent: the worker's fp16 -> float32 conversion blocks it for
+   * tens of ms, so one is sent only when no decode runs or waits (decodes go first). */
+  private readonly loads: QueuedLoad[] = [];
+  private loadRunning = false;
 
   constructor(worker?: Worker) {
     this.worker =
@@ -57,11 +69,13 @@ export class DecoderBridge {
     return this.request<'init'>({ type: 'init', modelUrl, wasmPaths, ...(numThreads ? { numThreads } : {}) }, []);
   }
 
-  /** Hands the fp16 bytes to the worker (transferred: `fp16` is detached afterwards). */
-  async loadEmbedding(key: number, fp16: ArrayBuffer): Promise<void> {
-    const r = await this.request<'loadEmbedding'>({ type: 'loadEmbedding', key, fp16 }, [fp16]);
-    for (const k of r.evicted) this.loadedKeys.delete(k);
-    this.loadedKeys.add(key);
+  /** Hands the fp16 bytes to the worker (transferred: `fp16` is detached once sent), after
+   * any decode that runs or waits. */
+  loadEmbedding(key: number, fp16: ArrayBuffer): Promise<LoadEmbeddingResult> {
+    return new Promise<LoadEmbeddingResult>((resolve, reject) => {
+      this.loads.push({ key, fp16, resolve, reject });
+      this.pump();
+    });
   }
 
   hasEmbedding(key: number): boolean {
@@ -86,8 +100,15 @@ export class DecoderBridge {
     this.failAll(new DecoderError('decoder worker terminated'));
   }
 
+  /** Sends the next request when the worker is free: the waiting decode, else the oldest load. */
   private pump(): void {
-    if (this.decodeRunning || !this.queued) return;
+    if (this.decodeRunning) return;
+    if (!this.queued) {
+      if (!this.loadRunning) this.pumpLoad();
+      return;
+    }
+    // A decode goes at once even while a load is in the worker: the worker runs requests in
+    // order, so it starts the moment the conversion ends.
     const q = this.queued;
     this.queued = null;
     this.decodeRunning = true;
@@ -99,6 +120,29 @@ export class DecoderBridge {
         this.decodeRunning = false;
         this.pump();
       });
+  }
+
+  private pumpLoad(): void {
+    const l = this.loads.shift();
+    if (!l) return;
+    this.loadRunning = true;
+    // Free again before the caller resumes, so that what it sends next is not held back.
+    const done = (): void => {
+      this.loadRunning = false;
+      this.pump();
+    };
+    this.request<'loadEmbedding'>({ type: 'loadEmbedding', key: l.key, fp16: l.fp16 }, [l.fp16]).then(
+      (r) => {
+        for (const k of r.evicted) this.loadedKeys.delete(k);
+        this.loadedKeys.add(l.key);
+        done();
+        l.resolve(r);
+      },
+      (e: Error) => {
+        done();
+        l.reject(e);
+      },
+    );
   }
 
   private request<K extends keyof ResultMap>(
@@ -127,5 +171,6 @@ export class DecoderBridge {
       this.queued.reject(err);
       this.queued = null;
     }
+    for (const l of this.loads.splice(0)) l.reject(err);
   }
 }

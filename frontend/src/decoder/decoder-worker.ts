@@ -66,10 +66,11 @@ function loadEmbedding(req: LoadEmbeddingRequest): ResultMap['loadEmbedding'] {
   }
   // Converted once per image (and transposed for the browser graph in the same pass); every
   // decode of this image reuses the tensor.
+  const t0 = performance.now();
   const entry: Embedding = wantsTokens()
     ? { tensor: new ort.Tensor('float32', fp16ToFloat32Transposed(req.fp16, 256, 64 * 64), TOKENS_SHAPE), layout: 'tokens' }
     : { tensor: new ort.Tensor('float32', fp16ToFloat32(req.fp16), EMBEDDING_SHAPE), layout: 'nchw' };
-  return { key: req.key, evicted: embeddings.set(req.key, entry) };
+  return { key: req.key, evicted: embeddings.set(req.key, entry), convertMs: performance.now() - t0 };
 }
 
 /** The embedding in the session's layout (an embedding loaded before the session existed is

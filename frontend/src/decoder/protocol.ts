@@ -48,6 +48,8 @@ export interface LoadEmbeddingResult {
   key: number;
   /** Keys the worker's LRU dropped to make room. */
   evicted: number[];
+  /** Time the worker spent converting (fp16 -> float32, transposed for the browser graph). */
+  convertMs: number;
 }
 
 export interface DecodeResult {

@@ -32,6 +32,10 @@ export class LruCache<K, V> {
     return evicted;
   }
 
+  delete(key: K): boolean {
+    return this.map.delete(key);
+  }
+
   keys(): K[] {
     return [...this.map.keys()];
   }

@@ -245,6 +245,7 @@ def replay_native(run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]],
             in image pixels. A step with more than one point (or a box and points) refines:
             its mask_input is the previous step's chosen candidate's low-res logits.
     """
+    from engine.onnx_browser import browser_feeds
     from engine.predictor import decoder_feeds
 
     times, prev = [], None  # prev: (low_res_masks 1x4x256x256, chosen)
@@ -255,6 +256,8 @@ def replay_native(run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]],
         feeds = decoder_feeds(embedding, (height, width),
                               np.array([[p["x"], p["y"]] for p in pts], np.float64).reshape(-1, 2),
                               np.array([p["label"] for p in pts], np.float64), box, mask_input)
+        if "image_tokens" in input_names:  # the browser graph takes the embedding channel-last
+            feeds = browser_feeds(feeds)
         feeds = {k: v for k, v in feeds.items() if k in input_names}
         t0 = time.perf_counter()
         out = run(feeds)

@@ -93,3 +93,27 @@ def test_embedding_of_a_real_photo():
     np.testing.assert_allclose(engine.embedding_from_bytes(data), emb.numpy(), atol=2e-2, rtol=1e-2)
     with pytest.raises(engine.ImageError):
         engine.embed(model, np.zeros((10, 10), np.uint8))
+
+
+def test_vit_b_embeds_with_onnxruntime_on_cpu_like_torch(monkeypatch, tmp_path):
+    """ViT-B's encoder runs in onnxruntime on a CPU (3x faster, bench/encoder_throughput.py) and
+    gives torch's embedding. A small ViT in the official ViT-B layout keeps the export quick."""
+    import functools
+
+    import engine.build as build
+    from engine import onnx_encoder
+    from segment_anything.build_sam import _build_sam
+
+    monkeypatch.setenv("ENGINE_CACHE_DIR", str(tmp_path / "onnx"))
+    tiny = functools.partial(_build_sam, encoder_embed_dim=64, encoder_depth=2, encoder_num_heads=2,
+                             encoder_global_attn_indexes=[1])
+    monkeypatch.setitem(build.MODEL_REGISTRY, "vit_b", build._official_builder(tiny, "vit_b"))
+    torch.manual_seed(0)
+    path = tmp_path / "sam_vit_b_tiny.pth"
+    torch.save(tiny(checkpoint=None).state_dict(), path)
+    model = engine.build_model("vit_b", path)
+    image = engine.load_image(GRABCUT / "data_GT" / "124080.jpg")
+    auto = engine.embed(model, image)
+    assert model.model_id in onnx_encoder._SESSIONS  # the auto backend took onnxruntime
+    assert list((tmp_path / "onnx").glob(f"{model.model_id}.encoder.onnx"))
+    torch.testing.assert_close(auto, engine.embed(model, image, backend="torch"), rtol=1e-3, atol=1e-3)

@@ -76,6 +76,10 @@ const OUTBOX_RETRY_MS = 3000;
 const RECHECK_IDLE_MS = 400;
 const PREFETCH_IDLE_MS = 1500;
 const QUIET_AFTER_MASK_MS = 200;
+/** A failed re-check (server unreachable) is tried again after these waits, the last repeated. */
+const RECHECK_RETRY_MS = [1000, 2000, 4000, 8000, 15000, 30000];
+/** How the message of a failed re-check starts (cleared once one succeeds). */
+const REFRESH_FAILED = 'Could not refresh image';
 /** Images whose info and decoded photo the page keeps (the previous, the open and the
  * prefetched next one, one spare): opening one of them needs no round trip. The photos'
  * decoded pixels are the browser's to drop; the info is fetched again on opening. */
@@ -320,8 +324,9 @@ export class AnnotateApp {
           ? kept.picture : await loadPicture(imageFileUrl(info));
       } catch (e) {
         if (!stale()) {
-          const text = `Cannot open image ${imageId}: ${errorText(e)}`;
-          this.store.set({ embedding: { phase: 'failed', detail: '' }, imageError: text, message: { kind: 'error', text } });
+          const gone = e instanceof ApiError && e.status === 404;
+          const text = `Cannot open image ${imageId}: ${errorText(e)}${gone ? '' : ' (N / P or a reload tries again)'}`;
+          this.store.set({ embedding: { phase: 'failed', detail: '' }, imageError: text, message: { kind: 'error', text }, proposalsStatus: 'unavailable' });
         }
         return;
       }
@@ -392,7 +397,7 @@ export class AnnotateApp {
    * were shown from the prefetch.
    */
   private async recheck(kept: ImageInfo, shownAnnotations: ReadonlySet<number> | null, shownProposals: boolean,
-    stale: () => boolean): Promise<void> {
+    stale: () => boolean, attempt = 0): Promise<void> {
     const id = kept.id;
     const annotationsP = shownAnnotations ? listAnnotations(id) : null;
     annotationsP?.catch(() => undefined);
@@ -400,11 +405,18 @@ export class AnnotateApp {
     try {
       fresh = await getImage(id);
     } catch (e) {
-      this.kept.delete(id);
-      if (!stale()) {
+      if (stale()) return;
+      if (e instanceof ApiError && e.status === 404) {
+        this.kept.delete(id);
         const text = `Cannot open image ${id}: ${errorText(e)}`;
         this.store.set({ embedding: { phase: 'failed', detail: '' }, imageError: text, message: { kind: 'error', text } });
+        return;
       }
+      // The server is unreachable (or busy): the image shown from what the page kept stays
+      // usable, and the re-check (with the lease) is tried again later, backing off.
+      const waitMs = RECHECK_RETRY_MS[Math.min(attempt, RECHECK_RETRY_MS.length - 1)]!;
+      this.store.set({ message: { kind: 'error', text: `${REFRESH_FAILED} ${id} from the server: ${errorText(e)}; retrying in ${Math.round(waitMs / 1000)} s.` } });
+      this.quiet.add({ run: () => void this.recheck(kept, shownAnnotations, shownProposals, stale, attempt + 1), idleMs: waitMs });
       return;
     }
     if (stale()) return;
@@ -417,7 +429,7 @@ export class AnnotateApp {
     }
     const picture = this.store.get().picture;
     if (picture) this.kept.set(id, { info: fresh, picture, annotations: null, proposals: null });
-    this.store.set({ image: fresh });
+    this.store.set((s) => ({ image: fresh, ...(s.message?.text.startsWith(REFRESH_FAILED) ? { message: null } : {}) }));
     void this.work.enter(fresh);
     if (annotationsP && shownAnnotations) void this.showAnnotations(fresh, annotationsP, stale, shownAnnotations);
     if (shownProposals || fresh.proposals_status !== kept.proposals_status) void this.loadProposals(fresh, stale);
@@ -630,7 +642,7 @@ export class AnnotateApp {
           editingProposal: s.editingProposal !== null && !proposals.some((p) => p.proposal.id === s.editingProposal) ? null : s.editingProposal,
         }));
       } catch (e) {
-        if (!stale()) this.store.set({ proposalsStatus: 'failed', message: { kind: 'error', text: `Cannot load the proposals: ${errorText(e)}` } });
+        if (!stale()) this.store.set({ proposalsStatus: 'unavailable', message: { kind: 'error', text: `Cannot load the proposals: ${errorText(e)}` } });
       }
       return;
     }

@@ -77,8 +77,9 @@ export interface AnnotateState {
   shadeUncovered: boolean;
   /** Shift+A accepts every pending proposal with predicted IoU at least this. */
   prefillThreshold: number;
-  /** The image's pre-fill generation as last seen ('loading' while listing). */
-  proposalsStatus: 'none' | 'pending' | 'running' | 'ready' | 'failed' | 'loading';
+  /** The image's pre-fill generation as last seen ('loading' while listing; 'unavailable'
+   * when the list or the image could not be fetched). */
+  proposalsStatus: 'none' | 'pending' | 'running' | 'ready' | 'failed' | 'loading' | 'unavailable';
   /** The work-queue lease on the current image, as this page knows it (work.ts). */
   work: WorkState;
 }

@@ -294,6 +294,7 @@ export class Panel {
       running: 'Pre-fill running on the server…',
       ready: n ? '' : 'No pending proposals on this image.',
       failed: 'Pre-fill failed on the server.',
+      unavailable: 'Could not load the proposals from the server.',
     }[s.proposalsStatus];
     const editing = s.editingProposal !== null ? `Editing #${s.editingProposal}: click to refine, Enter saves, Esc cancels.` : '';
     this.proposalState.textContent = editing || state;

@@ -1,0 +1,91 @@
+"""N / P and opening images when things go wrong (QA pass after the quiet-moment re-check):
+the server unreachable after a prefetched image opened, or while N opens one; quick
+repeated presses; an image of another project; an image that does not exist.
+
+Embeddings are computed before the page opens (no worker); "server unreachable" is the
+page's API requests aborted with ``page.route``.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from annotator.core import services
+from tests.e2e.test_annotate import PHOTO, ROOT, _click, _launch, _login, _wait_ready
+from tests.factories import UserFactory, project_with_photos
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+API = "**/api/**"
+PHOTOS = (PHOTO, "153077.jpg", "65019.jpg")
+
+
+def _built() -> None:
+    if not (ROOT / "static" / "app" / "annotate.js").exists():
+        pytest.fail("frontend not built: run `cd frontend && npm ci && npm run build` first")
+
+
+def _project(username: str, photos=PHOTOS, embed: bool = True):
+    user = UserFactory(username=username)
+    project = project_with_photos(user=user, photos=photos, categories=("flower",))
+    images = list(project.images.order_by("id"))
+    if embed:
+        for im in images:
+            services.embedding_compute(image=im)
+    return user, project, images
+
+
+def _message(page) -> str:
+    return page.locator("#status-message").inner_text()
+
+
+def test_server_unreachable_after_opening_a_prefetched_image_and_while_opening_one(app_server):
+    from playwright.sync_api import sync_playwright
+
+    _built()
+    _, project, (first, second, third) = _project("e2e-offline-nav")
+    with sync_playwright() as pw:
+        browser = _launch(pw)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            _login(page, app_server, "e2e-offline-nav")
+            page.goto(f"{app_server}/projects/{project.pk}/annotate/?image={first.pk}")
+            _wait_ready(page)
+            # The next image is prefetched (its embedding is in the worker)...
+            page.wait_for_function(f"window.__samEmbeddingLoads.some((l) => l.imageId === {second.pk})", timeout=60_000)
+            page.wait_for_timeout(1000)  # its photo and lists are kept by now
+            # ...then the server becomes unreachable, and N opens it from what the page kept.
+            page.route(API, lambda route: route.abort())
+            page.keyboard.press("n")
+            page.wait_for_function(f"window.__samDebug.imageId() === {second.pk} && window.__samReady === true")
+            # The background re-check fails: a message, and the image stays usable.
+            page.wait_for_function("document.getElementById('status-message').textContent.includes('Could not refresh image')")
+            assert f"Could not refresh image {second.pk}" in _message(page)
+            assert page.evaluate("window.__samReady") is True
+            assert page.locator("#stage-banner").is_hidden()
+            # A click makes a mask (the decoder and embedding are in the browser).
+            n = page.evaluate("window.__samPerf.length")
+            _click(page, second.width // 2, second.height // 2, second.width, second.height)
+            page.wait_for_function(f"window.__samPerf.length > {n}")
+            assert "Not ready" not in _message(page)
+            # The server comes back: the re-check is retried, the lease taken, the message gone.
+            page.unroute(API)
+            page.wait_for_function("document.getElementById('work-bar').dataset.lease === 'mine'", timeout=30_000)
+            page.wait_for_function("!document.getElementById('status-message').textContent.includes('Could not refresh')")
+            assert page.evaluate("window.__samReady") is True
+
+            # Without prefetch, N while the server is unreachable: the page says the image could
+            # not be opened, and the proposals line says they failed (not "Loading…").
+            page.goto(f"{app_server}/projects/{project.pk}/annotate/?image={second.pk}&prefetch=0")
+            _wait_ready(page)
+            page.route(API, lambda route: route.abort())
+            page.keyboard.press("n")
+            page.wait_for_function(f"document.getElementById('status-message').textContent.includes('Cannot open image {third.pk}')")
+            page.wait_for_function("document.getElementById('proposal-state').dataset.status !== 'loading'")
+            assert "Loading" not in page.locator("#proposal-state").inner_text()
+            # The server is back: N again opens it.
+            page.unroute(API)
+            page.keyboard.press("n")
+            page.wait_for_function(f"window.__samDebug.imageId() === {third.pk} && window.__samReady === true", timeout=60_000)
+            assert page.locator("#stage-banner").is_hidden()
+        finally:
+            browser.close()

@@ -155,8 +155,8 @@ ANNOTATOR_LEASE_SECONDS = int(os.environ.get("ANNOTATOR_LEASE_SECONDS", 600))
 ANNOTATOR_RETRAIN_STEPS = int(os.environ.get("ANNOTATOR_RETRAIN_STEPS", "200"))
 # Measured on the shipped default-a6c831dfad32 (bench/retrain_probe.py, 100 steps, batch 4):
 # 36 unseen COCO_MVal photos -> 4 held out by content hash, NoC@85 12.25 -> 12.0 at 5e-5 and
-# 12.25 -> 12.5 at 1.5e-4; 32 -> 8 held out, 18.25 -> 17.4 at 5e-5. 5e-4 made a 24-photo
-# project's held-out NoC@85 2.0 -> 7.0.
+# 12.25 -> 12.5 at 1.5e-4; with the last 8 by name held out instead, 18.25 -> 17.4 at 5e-5.
+# 5e-4 made a 24-photo project's held-out NoC@85 2.0 -> 7.0.
 ANNOTATOR_RETRAIN_LR = float(os.environ.get("ANNOTATOR_RETRAIN_LR", "5e-5"))
 ANNOTATOR_RETRAIN_MAX_STEPS = int(os.environ.get("ANNOTATOR_RETRAIN_MAX_STEPS", "5000"))
 ANNOTATOR_RETRAIN_MIN_TRAIN_MASKS = int(os.environ.get("ANNOTATOR_RETRAIN_MIN_TRAIN_MASKS", "10"))

@@ -147,6 +147,11 @@ export class AnnotateApp {
   private readonly deciding = new Set<number>();
   private acceptingAbove = false;
   private navToken = 0;
+  /** The image being opened and not shown yet, with its info once known: N / P pressed
+   * meanwhile step from it, not from the image still shown. */
+  private opening: { id: number; info: ImageInfo | null } | null = null;
+  /** N / P pressed while the image being opened has no info yet, applied once it has. */
+  private queuedMoves: ('next' | 'prev')[] = [];
   private proposalsToken = 0;
   private clickSeq = 0;
   /** Per image id, from the prefetch or an earlier visit. */
@@ -288,6 +293,7 @@ export class AnnotateApp {
   private async openImage(imageId: number): Promise<void> {
     const token = ++this.navToken;
     const stale = (): boolean => token !== this.navToken;
+    this.opening = { id: imageId, info: null };
     this.quiet.clear();
     this.active.reset();
     this.proposalClock.reset();
@@ -313,6 +319,12 @@ export class AnnotateApp {
       });
       try {
         info = await getImage(imageId);
+        if (!stale() && this.opening?.id === imageId) {
+          this.opening.info = info;
+          // Presses that came before the info: each steps one image further from this one.
+          const move = this.queuedMoves.shift();
+          if (move && this.navigate(move)) return; // a newer open took over
+        }
         // The embedding and the proposals download while the photo loads.
         if (!stale()) this.loadEarly(info);
         if (PROPOSALS_SETTLED.has(info.proposals_status ?? 'none')) {
@@ -324,6 +336,8 @@ export class AnnotateApp {
           ? kept.picture : await loadPicture(imageFileUrl(info));
       } catch (e) {
         if (!stale()) {
+          this.opening = null;
+          this.queuedMoves = [];
           const gone = e instanceof ApiError && e.status === 404;
           const text = `Cannot open image ${imageId}: ${errorText(e)}${gone ? '' : ' (N / P or a reload tries again)'}`;
           this.store.set({ embedding: { phase: 'failed', detail: '' }, imageError: text, message: { kind: 'error', text }, proposalsStatus: 'unavailable' });
@@ -332,6 +346,8 @@ export class AnnotateApp {
       }
       if (stale()) return;
     }
+    this.opening = null;
+    this.queuedMoves = [];
     // The lists are used once: by the time the page comes back here they are old.
     this.kept.set(imageId, { info, picture, annotations: null, proposals: null });
     const url = new URL(window.location.href);
@@ -594,14 +610,23 @@ export class AnnotateApp {
     }
   }
 
-  private navigate(dir: 'next' | 'prev'): void {
-    const img = this.store.get().image;
+  /** Returns whether another image is being opened (or the press waits for one). */
+  private navigate(dir: 'next' | 'prev'): boolean {
+    // While an image is being opened, a press steps from it (from its info once it came).
+    const opening = this.opening;
+    if (opening && !opening.info) {
+      this.queuedMoves.push(dir);
+      return true;
+    }
+    const img = opening ? opening.info : this.store.get().image;
     const id = dir === 'next' ? img?.next_id : img?.prev_id;
     if (!id) {
+      this.queuedMoves = [];
       this.store.set({ message: { kind: 'info', text: dir === 'next' ? 'This is the last image.' : 'This is the first image.' } });
-      return;
+      return false;
     }
     void this.openImage(id);
+    return true;
   }
 
   // Pre-fill proposals ------------------------------------------------------

@@ -89,3 +89,48 @@ def test_server_unreachable_after_opening_a_prefetched_image_and_while_opening_o
             assert page.locator("#stage-banner").is_hidden()
         finally:
             browser.close()
+
+
+MANY = (PHOTO, "153077.jpg", "65019.jpg", "106024.jpg", "153093.jpg", "181079.jpg", "189080.jpg")
+
+
+def test_quick_presses_each_advance_one_image(app_server):
+    """4 presses of N ~70 ms apart while images load (no prefetch) end 4 images further on."""
+    from playwright.sync_api import sync_playwright
+
+    _built()
+    _, project, images = _project("e2e-quick-nav", photos=MANY, embed=False)
+    ids = [im.pk for im in images]
+    with sync_playwright() as pw:
+        browser = _launch(pw)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            _login(page, app_server, "e2e-quick-nav")
+            page.goto(f"{app_server}/projects/{project.pk}/annotate/?image={ids[1]}&prefetch=0")
+            page.wait_for_function(f"window.__samDebug.imageId() === {ids[1]}")
+            page.evaluate("""() => new Promise((resolve) => {
+                let n = 0;
+                const press = () => {
+                    document.body.dispatchEvent(new KeyboardEvent('keydown', { key: 'n', bubbles: true }));
+                    if (++n < 4) setTimeout(press, 70); else resolve();
+                };
+                press();
+            })""")
+            page.wait_for_function(f"window.__samDebug.imageId() === {ids[5]}", timeout=20_000)
+            page.wait_for_timeout(1500)
+            assert page.evaluate("window.__samDebug.imageId()") == ids[5]
+            assert f"image={ids[5]}" in page.url
+            # P twice, as quickly: two images back.
+            page.evaluate("""() => new Promise((resolve) => {
+                let n = 0;
+                const press = () => {
+                    document.body.dispatchEvent(new KeyboardEvent('keydown', { key: 'p', bubbles: true }));
+                    if (++n < 2) setTimeout(press, 50); else resolve();
+                };
+                press();
+            })""")
+            page.wait_for_function(f"window.__samDebug.imageId() === {ids[3]}", timeout=20_000)
+            page.wait_for_timeout(1500)
+            assert page.evaluate("window.__samDebug.imageId()") == ids[3]
+        finally:
+            browser.close()

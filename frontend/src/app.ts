@@ -319,6 +319,12 @@ export class AnnotateApp {
       });
       try {
         info = await getImage(imageId);
+        if (!stale() && info.project !== this.config.projectId) {
+          // Never shown here: its masks would get this project's categories.
+          this.showNoImage(`Image ${imageId} is not in this project.`,
+            { text: "Open it in its project's annotate page", href: `/projects/${info.project}/annotate/?image=${imageId}` });
+          return;
+        }
         if (!stale() && this.opening?.id === imageId) {
           this.opening.info = info;
           // Presses that came before the info: each steps one image further from this one.
@@ -339,6 +345,11 @@ export class AnnotateApp {
           this.opening = null;
           this.queuedMoves = [];
           const gone = e instanceof ApiError && e.status === 404;
+          if (gone) {
+            this.showNoImage(`Cannot open image ${imageId}: ${errorText(e)}`,
+              { text: "Open this project's first image", href: `/projects/${this.config.projectId}/annotate/` });
+            return;
+          }
           const text = `Cannot open image ${imageId}: ${errorText(e)}${gone ? '' : ' (N / P or a reload tries again)'}`;
           this.store.set({ embedding: { phase: 'failed', detail: '' }, imageError: text, message: { kind: 'error', text }, proposalsStatus: 'unavailable' });
         }
@@ -376,6 +387,19 @@ export class AnnotateApp {
     }
     await this.ensureEmbedding(info, stale);
     if (!stale() && this.store.get().embedding.phase === 'ready') this.armPrefetch(PREFETCH_IDLE_MS);
+  }
+
+  /** No image is shown (it does not exist, or belongs to another project): nothing to prompt
+   * or save on, the title, work bar and proposals say so, and a link leads on. */
+  private showNoImage(text: string, link: { text: string; href: string }): void {
+    this.opening = null;
+    this.queuedMoves = [];
+    this.quiet.clear();
+    this.store.set({
+      image: null, picture: null, saved: [], steps: [], dragBox: null, embedding: { phase: 'idle', detail: '' },
+      imageError: text, message: { kind: 'error', text, link },
+      proposals: [], focusedProposal: null, editingProposal: null, proposalsStatus: 'none',
+    });
   }
 
   /**

@@ -45,6 +45,8 @@ export type Phase = 'idle' | 'loading' | 'pending' | 'ready' | 'failed';
 export interface Message {
   kind: 'info' | 'error';
   text: string;
+  /** Where to go from here (e.g. the image's own project), shown after the text. */
+  link?: { text: string; href: string };
 }
 
 export interface AnnotateState {

@@ -171,9 +171,9 @@ export class Panel {
   private render(s: AnnotateState, prev: AnnotateState): void {
     if (s.project !== prev.project) this.renderCategories(s);
     if (s.categoryId !== prev.categoryId || s.project !== prev.project) this.renderCategorySelection(s);
-    if (s.image !== prev.image || s.project !== prev.project) {
+    if (s.image !== prev.image || s.project !== prev.project || s.imageError !== prev.imageError) {
       this.projectName.textContent = s.project?.name ?? '';
-      this.imageName.textContent = s.image ? `${s.image.file_name}  (#${s.image.id})` : 'loading…';
+      this.imageName.textContent = s.image ? `${s.image.file_name}  (#${s.image.id})` : s.imageError ? 'no image open' : 'loading…';
       this.imageName.title = s.image ? `${s.image.width}×${s.image.height}` : '';
       this.prevBtn.disabled = !s.image?.prev_id;
       this.nextBtn.disabled = !s.image?.next_id;
@@ -186,7 +186,7 @@ export class Panel {
       this.unsavedStatus.classList.toggle('has-unsaved', s.unsaved.count > 0);
     }
     if (s.proposals !== prev.proposals || s.focusedProposal !== prev.focusedProposal || s.editingProposal !== prev.editingProposal
-      || s.proposalsStatus !== prev.proposalsStatus || s.prefillThreshold !== prev.prefillThreshold || s.shadeUncovered !== prev.shadeUncovered) {
+      || s.proposalsStatus !== prev.proposalsStatus || s.imageError !== prev.imageError || s.prefillThreshold !== prev.prefillThreshold || s.shadeUncovered !== prev.shadeUncovered) {
       this.renderProposals(s);
     }
     if (s.decoder !== prev.decoder || s.embedding !== prev.embedding || s.message !== prev.message || s.steps !== prev.steps || s.saving !== prev.saving) {
@@ -297,7 +297,7 @@ export class Panel {
       unavailable: 'Could not load the proposals from the server.',
     }[s.proposalsStatus];
     const editing = s.editingProposal !== null ? `Editing #${s.editingProposal}: click to refine, Enter saves, Esc cancels.` : '';
-    this.proposalState.textContent = editing || state;
+    this.proposalState.textContent = !s.image && s.imageError ? 'No image open.' : (editing || state);
     this.proposalState.dataset['status'] = s.proposalsStatus;
     const focused = focusedProposal(s);
     this.acceptBtn.disabled = !focused && s.editingProposal === null;
@@ -334,7 +334,9 @@ export class Panel {
     this.status.dataset['embedding'] = e.phase;
     const m = chosenMask(s);
     this.maskInfo.textContent = m ? `Mask: ${m.area} px, candidate ${m.index}, IoU ${m.iou.toFixed(3)}` : '';
-    this.messageEl.textContent = s.saving ? 'Saving…' : (s.message?.text ?? '');
+    const link = !s.saving && s.message?.link;
+    this.messageEl.replaceChildren(s.saving ? 'Saving…' : (s.message?.text ?? ''),
+      ...(link ? [' ', h('a', { href: link.href, id: 'status-message-link' }, link.text)] : []));
     this.messageEl.className = `status-message ${s.message?.kind ?? ''}`;
     this.status.classList.toggle('has-error', d.phase === 'failed' || e.phase === 'failed' || s.message?.kind === 'error');
   }

@@ -136,7 +136,8 @@ export class WorkBar {
     this.doneBtn.addEventListener('mousedown', (ev) => ev.preventDefault()); // keep Enter for saving
     this.element.append(this.readOnlyBanner, this.state, this.review, this.doneBtn);
     store.subscribe((s, prev) => {
-      if (s.image !== prev.image || s.work !== prev.work || s.project !== prev.project || s.access !== prev.access) this.render(s);
+      if (s.image !== prev.image || s.work !== prev.work || s.project !== prev.project || s.access !== prev.access
+        || s.imageError !== prev.imageError) this.render(s);
     });
   }
 
@@ -146,7 +147,7 @@ export class WorkBar {
     const status = img?.status ?? 'new';
     this.element.dataset['status'] = status;
     this.element.dataset['lease'] = w.lease;
-    let text = `Image ${status.replace('_', ' ')}`;
+    let text = img ? `Image ${status.replace('_', ' ')}` : s.imageError ? 'No image open' : 'Loading…';
     if (w.lease === 'mine') text += ` · yours until ${hhmm(w.until)}`;
     else if (w.lease === 'other') text += ` · ${w.holder} is working on it until ${hhmm(w.until)}: your changes would be refused`;
     else if (w.note) text += ` · ${w.note}`;

@@ -134,3 +134,40 @@ def test_quick_presses_each_advance_one_image(app_server):
             assert page.evaluate("window.__samDebug.imageId()") == ids[3]
         finally:
             browser.close()
+
+
+def test_an_image_of_another_project_or_none_is_not_shown(app_server):
+    """?image= of another project's image: an error with a link to its project, nothing shown
+    (no prompts, no saves under this project's categories); ?image= of no image: the title,
+    work bar and proposals say there is no image, with a link to the project's first image."""
+    from playwright.sync_api import sync_playwright
+
+    _built()
+    user, home, (image,) = _project("e2e-other-project", photos=(PHOTO,), embed=False)
+    other = project_with_photos(user=user, photos=("153077.jpg",), categories=("leaf",))
+    with sync_playwright() as pw:
+        browser = _launch(pw)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            _login(page, app_server, "e2e-other-project")
+            page.goto(f"{app_server}/projects/{other.pk}/annotate/?image={image.pk}")
+            page.wait_for_function("document.getElementById('status-message').textContent.includes('not in this project')")
+            assert f"Image {image.pk} is not in this project" in page.locator("#stage-banner").inner_text()
+            href = page.locator("#status-message-link").get_attribute("href")
+            assert href == f"/projects/{home.pk}/annotate/?image={image.pk}"
+            assert page.evaluate("window.__samDebug.imageId()") is None
+            assert page.locator("#image-name").inner_text() == "no image open"
+            assert page.evaluate("window.__samReady") is False
+            page.wait_for_timeout(1000)  # nothing opens it later either
+            assert page.evaluate("window.__samDebug.imageId()") is None
+
+            page.goto(f"{app_server}/projects/{home.pk}/annotate/?image=99999")
+            page.wait_for_function("document.getElementById('stage-banner').textContent.includes('Cannot open image 99999')")
+            assert page.locator("#image-name").inner_text() == "no image open"
+            assert page.locator("#work-state").inner_text() == "No image open"
+            assert page.locator("#proposal-state").inner_text() == "No image open."
+            assert page.locator("#status-message-link").get_attribute("href") == f"/projects/{home.pk}/annotate/"
+            page.click("#status-message-link")
+            page.wait_for_function(f"window.__samDebug && window.__samDebug.imageId() === {image.pk}")
+        finally:
+            browser.close()

@@ -229,6 +229,7 @@ async function request(path: string, init: RequestInit = {}): Promise<Response> 
   try {
     resp = await fetch(url(path), { ...init, headers, credentials: 'same-origin' });
   } catch (e) {
+    if ((e as Error).name === 'TimeoutError') throw new ApiError(0, 'no answer from the server in time', null, {}, null);
     throw new ApiError(0, `network error: ${(e as Error).message}`, null, {}, null);
   }
   if (!resp.ok) throw await ApiError.fromResponse(resp);
@@ -249,8 +250,9 @@ export const getProject = (projectId: number): Promise<Project> => json(`project
 export const listImages = (projectId: number): Promise<ImageInfo[]> => json(`projects/${projectId}/images/`);
 export const getImage = (imageId: number): Promise<ImageInfo> => json(`images/${imageId}/`);
 export const listAnnotations = (imageId: number): Promise<Annotation[]> => json(`images/${imageId}/annotations/`);
-export const createAnnotation = (imageId: number, body: AnnotationCreate): Promise<Annotation> =>
-  json(`images/${imageId}/annotations/`, jsonBody('POST', body));
+/** @param timeoutMs no answer by then: the request is aborted (ApiError status 0, "no answer"). */
+export const createAnnotation = (imageId: number, body: AnnotationCreate, timeoutMs?: number): Promise<Annotation> =>
+  json(`images/${imageId}/annotations/`, { ...jsonBody('POST', body), ...(timeoutMs ? { signal: AbortSignal.timeout(timeoutMs) } : {}) });
 export const deleteAnnotation = (annotationId: number): Promise<null> =>
   json(`annotations/${annotationId}/`, { method: 'DELETE' });
 

@@ -69,6 +69,9 @@ const POLL_MS = [500, 1000, 1000, 2000, 2000, 3000];
 const PROPOSALS_SETTLED: ReadonlySet<string> = new Set(['none', 'ready', 'failed']);
 /** How often saves kept in the outbox are tried again while any wait. */
 const OUTBOX_RETRY_MS = 3000;
+/** A save with no answer by then counts as failed: it stays in the outbox and is retried
+ * (the server dedups on client_key), and the saves after it are not held up. */
+const SAVE_TIMEOUT_MS = 10_000;
 /** Background work of the open image waits for a quiet moment (lib/quiet.ts): this long
  * after the image turns ready if no prompt comes, or QUIET_AFTER_MASK_MS after a mask is
  * painted with no decode in flight. First the re-check of what was shown from the prefetch
@@ -146,6 +149,10 @@ export class AnnotateApp {
   /** Proposals with an accept/reject request in flight (a second key press is ignored). */
   private readonly deciding = new Set<number>();
   private acceptingAbove = false;
+  /** Saves run one after another (the IndexedDB outbox keeps each before it is sent). */
+  private saveChain: Promise<void> = Promise.resolve();
+  /** The masks (their steps) with a save queued or in flight: a second Enter on one is ignored. */
+  private readonly savesQueued = new Set<Step>();
   private navToken = 0;
   /** The image being opened and not shown yet, with its info once known: N / P pressed
    * meanwhile step from it, not from the image still shown. */
@@ -987,33 +994,46 @@ export class AnnotateApp {
 
   // Saving -------------------------------------------------------------------
 
-  private async save(): Promise<void> {
+  /** Enter: the mask as it is now is saved; while another save is in flight it waits for it
+   * (queued, never dropped). */
+  private save(): Promise<void> {
     const s = this.store.get();
     const image = s.image;
     const step = currentStep(s);
     const m = chosenMask(s);
-    if (s.saving || !image || !this.mayWrite()) return;
+    if (!image || !this.mayWrite()) return Promise.resolve();
     if (!step?.result || !m || m.area === 0) {
       this.store.set({ message: { kind: 'info', text: step && !step.result ? 'Wait for the mask to update.' : 'Nothing to save: click the object first.' } });
-      return;
+      return Promise.resolve();
     }
     // A project without categories saves unlabelled masks (the API allows category null).
     if (s.categoryId === null && (s.project?.categories.length ?? 0) > 0) {
       this.store.set({ message: { kind: 'error', text: 'Pick a category first.' } });
-      return;
+      return Promise.resolve();
     }
+    if (this.savesQueued.has(step)) return Promise.resolve(); // this mask is already on its way
     const editing = s.editingProposal !== null ? (s.proposals.find((p) => p.proposal.id === s.editingProposal) ?? null) : null;
+    const body = {
+      category: editing?.proposal.category ?? s.categoryId,
+      segmentation: encodeRle(m.mask, image.height, image.width),
+      prompts: promptsPayload(step.prompts),
+      predicted_iou: Math.round(m.iou * 1e4) / 1e4,
+      candidate_index: m.index,
+      model_id: s.model?.model_id ?? image.model_id ?? '',
+      active_ms: this.active.ms(),
+    };
+    if (s.saving) this.store.set({ message: { kind: 'info', text: 'Saving… this mask is saved once the save before it is done.' } });
+    this.savesQueued.add(step);
+    const run = this.saveChain.then(() => this.saveOnce(image, step, editing, body)).finally(() => this.savesQueued.delete(step));
+    this.saveChain = run.catch(() => undefined);
+    return run;
+  }
+
+  private async saveOnce(image: ImageInfo, step: Step, editing: ProposalMask | null, body: SaveBody): Promise<void> {
+    // The saved mask's prompts are cleared once it is saved, unless others replaced them.
+    const stillShown = (): boolean => currentStep(this.store.get()) === step;
     this.store.set({ saving: true, message: null });
     try {
-      const body = {
-        category: editing?.proposal.category ?? s.categoryId,
-        segmentation: encodeRle(m.mask, image.height, image.width),
-        prompts: promptsPayload(step.prompts),
-        predicted_iou: Math.round(m.iou * 1e4) / 1e4,
-        candidate_index: m.index,
-        model_id: s.model?.model_id ?? image.model_id ?? '',
-        active_ms: this.active.ms(),
-      };
       let annotation: Annotation;
       if (editing) {
         try {
@@ -1021,20 +1041,21 @@ export class AnnotateApp {
         } catch (e) {
           if (e instanceof ApiError && (e.status === 409 || e.status === 404)) {
             // Someone decided this proposal meanwhile: keep the edited mask, saved as a manual one.
-            this.store.set({ editingProposal: null });
-            annotation = await createAnnotation(image.id, body);
+            if (this.store.get().editingProposal === editing.proposal.id) this.store.set({ editingProposal: null });
+            annotation = await createAnnotation(image.id, body, SAVE_TIMEOUT_MS);
           } else throw e;
         }
       } else {
-        // Kept in IndexedDB before it is sent: a failure leaves it there, shown as unsaved
-        // and retried until the server has it (even after a reload).
+        // Kept in IndexedDB before it is sent: a failure (or no answer within SAVE_TIMEOUT_MS)
+        // leaves it there, shown as unsaved and retried until the server has it (even after a reload).
         const outcome = await this.outbox!.submit({ key: newClientKey(), projectId: image.project, imageId: image.id,
           body });
         if (outcome.kind !== 'stored') {
-          this.active.reset();
+          const shown = stillShown();
+          if (shown) this.active.reset();
           this.store.set({
             saving: false,
-            steps: [],
+            ...(shown ? { steps: [] } : {}),
             message: outcome.kind === 'retry'
               ? { kind: 'error', text: `Not saved on the server yet (${outcome.error}): the mask is kept in this browser and sent again automatically.` }
               : { kind: 'error', text: `Save refused: ${outcome.error}` },
@@ -1043,16 +1064,17 @@ export class AnnotateApp {
         }
         annotation = outcome.result;
       }
-      this.active.reset();
       const now = this.store.get();
       if (now.image?.id !== image.id) return;
+      const shown = stillShown();
+      if (shown) this.active.reset();
       if (editing) {
         this.proposalDecided(editing.proposal.id, annotation, `Saved edited proposal #${editing.proposal.id} as annotation #${annotation.id} (${annotation.origin}).`);
         return;
       }
       this.store.set({
         saving: false,
-        steps: [],
+        ...(shown ? { steps: [] } : {}),
         saved: [...now.saved.filter((x) => x.annotation.id !== annotation.id), toSaved(annotation)],
         message: { kind: 'info', text: `Saved annotation #${annotation.id} (${annotation.area} px).` },
       });
@@ -1102,7 +1124,7 @@ export class AnnotateApp {
   private async sendSave(entry: OutboxEntry<SaveBody>): Promise<SendOutcome<Annotation>> {
     if (!this.mayWrite()) return { kind: 'retry', error: 'read-only page' };
     try {
-      const annotation = await createAnnotation(entry.imageId, { ...entry.body, client_key: entry.key });
+      const annotation = await createAnnotation(entry.imageId, { ...entry.body, client_key: entry.key }, SAVE_TIMEOUT_MS);
       // Shown at once if it belongs to the open image (a retry that landed while it was open).
       this.store.set((s) => (s.image?.id === annotation.image && !s.saved.some((m) => m.annotation.id === annotation.id)
         ? { saved: [...s.saved, toSaved(annotation)] } : {}));

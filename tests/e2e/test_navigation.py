@@ -171,3 +171,50 @@ def test_an_image_of_another_project_or_none_is_not_shown(app_server):
             page.wait_for_function(f"window.__samDebug && window.__samDebug.imageId() === {image.pk}")
         finally:
             browser.close()
+
+
+def test_a_hung_save_times_out_and_a_second_enter_is_queued(app_server):
+    """The server never answers a save: it times out into the outbox (retried, lands once),
+    and Enter on the next image meanwhile is queued, not dropped."""
+    from playwright.sync_api import sync_playwright
+
+    from annotator.core.models import Annotation
+    from tests.e2e.test_unsaved import SAVES, _db
+
+    _built()
+    _, project, (first, second) = _project("e2e-hung-save", photos=PHOTOS[:2])
+    held = []
+
+    def hold_first(route):
+        if route.request.method == "POST" and not held:
+            held.append(route)  # never answered
+        else:
+            route.continue_()
+
+    with sync_playwright() as pw:
+        browser = _launch(pw)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            _login(page, app_server, "e2e-hung-save")
+            page.goto(f"{app_server}/projects/{project.pk}/annotate/?image={first.pk}")
+            _wait_ready(page)
+            page.route(SAVES, hold_first)
+            for image in (first, second):
+                if image is second:
+                    page.keyboard.press("n")
+                    page.wait_for_function(f"window.__samDebug.imageId() === {second.pk} && window.__samReady === true",
+                                           timeout=120_000)
+                n = page.evaluate("window.__samPerf.length")
+                _click(page, image.width // 2, image.height // 2, image.width, image.height)
+                page.wait_for_function(f"window.__samPerf.length > {n}")
+                page.wait_for_function("Number(document.getElementById('mask-canvas').dataset.maskPixels) > 0")
+                page.keyboard.press("Enter")
+            assert len(held) == 1
+            # The second save lands once the first timed out (kept in the outbox, retried).
+            page.wait_for_function("document.querySelectorAll('#annotation-list li[data-annotation-id]').length === 1",
+                                   timeout=30_000)
+            page.wait_for_function("document.getElementById('unsaved-status').dataset.count === '0'", timeout=30_000)
+            rows = _db(lambda: sorted(Annotation.objects.filter(image__project=project).values_list("image_id", flat=True)))
+            assert rows == sorted([first.pk, second.pk])
+        finally:
+            browser.close()

@@ -105,6 +105,8 @@ def test_vit_b_embeds_with_onnxruntime_on_cpu_like_torch(monkeypatch, tmp_path):
     from segment_anything.build_sam import _build_sam
 
     monkeypatch.setenv("ENGINE_CACHE_DIR", str(tmp_path / "onnx"))
+    # Sessions are kept per process by model id: another test may have loaded this small ViT.
+    monkeypatch.setattr(onnx_encoder, "_SESSIONS", {})
     tiny = functools.partial(_build_sam, encoder_embed_dim=64, encoder_depth=2, encoder_num_heads=2,
                              encoder_global_attn_indexes=[1])
     monkeypatch.setitem(build.MODEL_REGISTRY, "vit_b", build._official_builder(tiny, "vit_b"))

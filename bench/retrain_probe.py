@@ -11,7 +11,6 @@ after, per learning rate. Prints the numbers (the choice of ``ANNOTATOR_RETRAIN_
 """
 import sys
 import time
-import numpy as np
 import engine
 from engine.evaluate import load_dataset
 from engine.training.finetune import EmbeddedObject, FinetuneConfig, evaluate_objects, finetune_decoder

@@ -10,6 +10,7 @@ Needs the built frontend, Chromium at /usr/bin/chromium and the real PostgreSQL.
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -63,6 +64,14 @@ def test_three_roles_and_the_managers_dashboard(app_server):
         pytest.fail("frontend not built: run `cd frontend && npm ci && npm run build` first")
     project, users = setup_team()
     clients = {name: client_for(u) for name, u in users.items()}
+    # The session's worker embeds the uploads and writes each image row as it goes; the queue
+    # passes over a row another transaction holds (SELECT ... FOR UPDATE SKIP LOCKED), so a
+    # "next" racing that write hands out the following image (seen once in CI). Let the worker
+    # finish first; with no worker running the images stay pending and nothing races.
+    deadline = time.time() + 90
+    while time.time() < deadline and _in_thread(
+            lambda: Image.objects.filter(project=project, embedding_status="pending").exists()):
+        time.sleep(0.5)
     images = run_session(project, clients)
     # alice left image B open: give it back, so her queue starts with A, rejected back to her.
     assert clients["alice"].delete(f"/api/images/{images['B']}/lease").status_code == 204

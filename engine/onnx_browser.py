@@ -32,7 +32,6 @@ attention weights sum to 1).
 from __future__ import annotations
 
 import math
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -42,11 +41,11 @@ from torch.nn import functional as F
 from segment_anything.modeling import Sam
 
 from .build import EMBED_DIM, EMBED_SIZE, IMAGE_SIZE, LoadedModel
+from .onnx_export import DecoderOnnxModel, embed_points, quantize_replacing, trace_to_onnx
 from .shared_decoder import _heads, _tokens_to_image
 
 INPUT_NAMES = ["image_tokens", "point_coords", "point_labels", "mask_input", "has_mask_input"]
 OUTPUT_NAMES = ["iou_predictions", "low_res_masks"]
-OPSET = 17
 
 
 def _conv_transpose_as_matmul(conv: nn.ConvTranspose2d) -> tuple[torch.Tensor, torch.Tensor]:
@@ -119,17 +118,6 @@ class BrowserDecoderOnnxModel(nn.Module):
             pe = sam.prompt_encoder.get_dense_pe().flatten(2).transpose(1, 2).contiguous()  # 1 x 4096 x C
         self.register_buffer("image_pe", pe)
 
-    def _embed_points(self, point_coords: torch.Tensor, point_labels: torch.Tensor) -> torch.Tensor:
-        pe = self.sam.prompt_encoder
-        point_coords = (point_coords + 0.5) / IMAGE_SIZE
-        point_embedding = pe.pe_layer._pe_encoding(point_coords)
-        point_labels = point_labels.unsqueeze(-1).expand_as(point_embedding)
-        point_embedding = point_embedding * (point_labels != -1)
-        point_embedding = point_embedding + pe.not_a_point_embed.weight * (point_labels == -1)
-        for i in range(pe.num_point_embeddings):
-            point_embedding = point_embedding + pe.point_embeddings[i].weight * (point_labels == i)
-        return point_embedding
-
     def _transformer(self, src: torch.Tensor, tokens: torch.Tensor, n_out: int) -> tuple[torch.Tensor, torch.Tensor]:
         """TwoWayTransformer on 1 x 4096 x C image tokens ``src``; returns (output tokens, keys)."""
         tr = self.sam.mask_decoder.transformer
@@ -178,7 +166,7 @@ class BrowserDecoderOnnxModel(nn.Module):
         sam = self.sam
         dec = sam.mask_decoder
         pe_mod = sam.prompt_encoder
-        sparse = self._embed_points(point_coords, point_labels)
+        sparse = embed_points(pe_mod, point_coords, point_labels)
         # The dense prompt on channel-last tokens: mask_downscaling's last 1x1 convolution is a
         # MatMul, and no_mask_embed folds into its bias, so the 1M-element image side is touched
         # once (image_tokens + dense) instead of in NCHW adds, products and a transpose.
@@ -244,8 +232,6 @@ def export_browser_decoder(model: LoadedModel | Sam, path: str | Path, quantize:
     """
     import onnxruntime as ort
 
-    from .onnx_export import DecoderOnnxModel
-
     sam = model.sam if isinstance(model, LoadedModel) else model
     sam = sam.cpu().eval()
     wrapper = BrowserDecoderOnnxModel(sam).eval()
@@ -253,15 +239,8 @@ def export_browser_decoder(model: LoadedModel | Sam, path: str | Path, quantize:
     path.parent.mkdir(parents=True, exist_ok=True)
     dummy = _dummy_inputs()
     fp32_path = path.with_suffix(".fp32.onnx") if quantize else path
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        warnings.filterwarnings("ignore", category=UserWarning)
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        torch.onnx.export(
-            wrapper, dummy, str(fp32_path), dynamo=False, export_params=True, opset_version=OPSET,
-            do_constant_folding=True, input_names=INPUT_NAMES, output_names=OUTPUT_NAMES,
-            dynamic_axes={"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}},
-        )
+    trace_to_onnx(wrapper, dummy, fp32_path, INPUT_NAMES, OUTPUT_NAMES,
+                  {"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}})
     rng = np.random.default_rng(0)
     # A different prompt count than the dummy's (num_points must stay dynamic), with a mask input.
     contract = {
@@ -282,8 +261,5 @@ def export_browser_decoder(model: LoadedModel | Sam, path: str | Path, quantize:
         raise RuntimeError(f"browser decoder differs from the contract graph: low_res_masks {err:.2e}, "
                            f"iou_predictions {iou_err:.2e}")
     if quantize:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        quantize_dynamic(str(fp32_path), str(path), weight_type=QuantType.QUInt8)
-        fp32_path.unlink()
+        quantize_replacing(fp32_path, path)
     return path

@@ -25,6 +25,45 @@ OUTPUT_NAMES = ["masks", "iou_predictions", "low_res_masks"]
 OPSET = 17
 
 
+def embed_points(pe, point_coords: torch.Tensor, point_labels: torch.Tensor) -> torch.Tensor:
+    """SAM's point embedding, traceable (``PromptEncoder._embed_points`` with the padding
+    point given by the caller, as ``segment_anything.utils.onnx`` does).
+
+    ``pe``: the ``PromptEncoder``; ``point_coords`` 1xNx2 in the 1024 frame; ``point_labels``
+    1xN (-1 padding, 0 negative, 1 positive, 2/3 box corners). Returns 1xNx256.
+    """
+    point_coords = (point_coords + 0.5) / IMAGE_SIZE
+    point_embedding = pe.pe_layer._pe_encoding(point_coords)
+    point_labels = point_labels.unsqueeze(-1).expand_as(point_embedding)
+    point_embedding = point_embedding * (point_labels != -1)
+    point_embedding = point_embedding + pe.not_a_point_embed.weight * (point_labels == -1)
+    for i in range(pe.num_point_embeddings):
+        point_embedding = point_embedding + pe.point_embeddings[i].weight * (point_labels == i)
+    return point_embedding
+
+
+def trace_to_onnx(wrapper: nn.Module, dummy: tuple, path: Path, input_names: list[str], output_names: list[str],
+                  dynamic_axes: dict) -> None:
+    """``torch.onnx.export`` (TorchScript tracer, opset 17, constant folding) with the tracer's
+    warnings about traced shapes silenced (every size here stays a tensor)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", category=UserWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        torch.onnx.export(wrapper, dummy, str(path), dynamo=False, export_params=True, opset_version=OPSET,
+                          do_constant_folding=True, input_names=input_names, output_names=output_names,
+                          dynamic_axes=dynamic_axes)
+
+
+def quantize_replacing(fp32_path: Path, path: Path) -> None:
+    """onnxruntime dynamic quantization (QUInt8 weights) of ``fp32_path`` into ``path``; the
+    fp32 file is removed."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(fp32_path), str(path), weight_type=QuantType.QUInt8)
+    fp32_path.unlink()
+
+
 class DecoderOnnxModel(nn.Module):
     """Traceable prompt encoder + mask decoder + postprocessing.
 
@@ -42,15 +81,7 @@ class DecoderOnnxModel(nn.Module):
         self.img_size = IMAGE_SIZE
 
     def _embed_points(self, point_coords: torch.Tensor, point_labels: torch.Tensor) -> torch.Tensor:
-        pe = self.sam.prompt_encoder
-        point_coords = (point_coords + 0.5) / self.img_size
-        point_embedding = pe.pe_layer._pe_encoding(point_coords)
-        point_labels = point_labels.unsqueeze(-1).expand_as(point_embedding)
-        point_embedding = point_embedding * (point_labels != -1)
-        point_embedding = point_embedding + pe.not_a_point_embed.weight * (point_labels == -1)
-        for i in range(pe.num_point_embeddings):
-            point_embedding = point_embedding + pe.point_embeddings[i].weight * (point_labels == i)
-        return point_embedding
+        return embed_points(self.sam.prompt_encoder, point_coords, point_labels)
 
     def _embed_masks(self, mask_input: torch.Tensor, has_mask_input: torch.Tensor) -> torch.Tensor:
         pe = self.sam.prompt_encoder
@@ -123,23 +154,9 @@ def export_decoder(model: LoadedModel | Sam, path: str | Path, quantize: bool = 
     path.parent.mkdir(parents=True, exist_ok=True)
     dummy = _dummy_inputs()
     fp32_path = path.with_suffix(".fp32.onnx") if quantize else path
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        warnings.filterwarnings("ignore", category=UserWarning)
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        torch.onnx.export(
-            wrapper,
-            dummy,
-            str(fp32_path),
-            dynamo=False,
-            export_params=True,
-            opset_version=OPSET,
-            do_constant_folding=True,
-            input_names=INPUT_NAMES,
-            output_names=OUTPUT_NAMES,
-            dynamic_axes={"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"},
-                          "masks": {2: "height", 3: "width"}},
-        )
+    trace_to_onnx(wrapper, dummy, fp32_path, INPUT_NAMES, OUTPUT_NAMES,
+                  {"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"},
+                   "masks": {2: "height", 3: "width"}})
     # Parity right after export, on a size other than the dummy's.
     feeds = {name: t.numpy() for name, t in zip(INPUT_NAMES, dummy)}
     feeds["orig_im_size"] = np.array([480.0, 640.0], np.float32)
@@ -152,10 +169,7 @@ def export_decoder(model: LoadedModel | Sam, path: str | Path, quantize: bool = 
     if err > 1e-3:
         raise RuntimeError(f"onnxruntime low_res_masks differ from torch by {err:.2e}")
     if quantize:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        quantize_dynamic(str(fp32_path), str(path), weight_type=QuantType.QUInt8)
-        fp32_path.unlink()
+        quantize_replacing(fp32_path, path)
     return path
 
 

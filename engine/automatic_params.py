@@ -47,46 +47,39 @@ class AutomaticMaskParams:
     min_mask_region_area: int = 0
 
     def __post_init__(self) -> None:
-        ints = {
-            "points_per_side": (1, 128), "points_per_batch": (1, 256), "crop_n_layers": (0, 4),
-            "crop_n_points_downscale_factor": (1, 64), "min_mask_region_area": (0, None),
-        }
-        for name, (lo, hi) in ints.items():
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-                raise ValueError(f"{name} must be an integer, got {value!r}")
-            if value < lo or (hi is not None and value > hi):
-                bounds = f"between {lo} and {hi}" if hi is not None else f">= {lo}"
-                raise ValueError(f"{name} must be {bounds}, got {value}")
-            object.__setattr__(self, name, int(value))
-        floats = {  # name: (low, low inclusive, high, high inclusive)
-            "pred_iou_thresh": (0.0, True, 1.0, True),
-            "stability_score_thresh": (0.0, True, 1.0, True),
-            "stability_score_offset": (0.0, False, math.inf, False),
-            "box_nms_thresh": (0.0, False, 1.0, True),
-            "crop_nms_thresh": (0.0, False, 1.0, True),
-            "crop_overlap_ratio": (0.0, True, 1.0, False),
-        }
-        for name, (lo, lo_in, hi, hi_in) in floats.items():
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-                raise ValueError(f"{name} must be a number, got {value!r}")
-            value = float(value)
-            ok = math.isfinite(value) and (value >= lo if lo_in else value > lo) and (value <= hi if hi_in else value < hi)
-            if not ok:
-                interval = f"{'[' if lo_in else '('}{lo:g}, {hi:g}{']' if hi_in else ')'}"
-                raise ValueError(f"{name} must be in {interval}, got {value}")
-            object.__setattr__(self, name, value)
-        smallest = self.points_per_side // self.crop_n_points_downscale_factor ** self.crop_n_layers
-        if smallest < 1:
-            raise ValueError(
-                f"points_per_side {self.points_per_side} with crop_n_points_downscale_factor "
-                f"{self.crop_n_points_downscale_factor} leaves no points in crop layer {self.crop_n_layers}"
-            )
+        for name in _RANGES:
+            object.__setattr__(self, name, _checked(name, getattr(self, name)))
+        problem = _crop_grid_problem(self.points_per_side, self.crop_n_points_downscale_factor, self.crop_n_layers)
+        if problem:
+            raise ValueError(problem)
 
     def to_dict(self) -> dict[str, Any]:
         """All fields as a JSON-ready dict."""
         return asdict(self)
+
+    @classmethod
+    def errors(cls, data: Mapping[str, Any]) -> dict[str, list[str]]:
+        """Every problem of a (possibly partial) parameter dict at once, by field name: unknown
+        keys, wrong types and out-of-range values (each message names the field and its
+        allowed range), and under ``non_field_errors`` a crop grid left with no points.
+        Empty when :meth:`from_dict` would accept ``data``."""
+        known = {f.name for f in fields(cls)}
+        out: dict[str, list[str]] = {}
+        for name in sorted(set(data) - known):
+            out[name] = [f"unknown automatic mask parameter {name!r}; known: {sorted(known)}"]
+        checked: dict[str, Any] = {}
+        for name in known & set(data):
+            try:
+                checked[name] = _checked(name, data[name])
+            except ValueError as exc:
+                out[name] = [str(exc)]
+        if not out:
+            merged = {**cls().to_dict(), **checked}
+            problem = _crop_grid_problem(merged["points_per_side"], merged["crop_n_points_downscale_factor"],
+                                         merged["crop_n_layers"])
+            if problem:
+                out["non_field_errors"] = [problem]
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> "AutomaticMaskParams":
@@ -104,3 +97,54 @@ class AutomaticMaskParams:
         if unknown:
             raise ValueError(f"unknown automatic mask parameters {unknown}; known: {sorted(known)}")
         return cls(**data)
+
+
+# Allowed values per field. Integers: (low, high or None), both inclusive. Floats: (low, low
+# inclusive, high, high inclusive).
+_INT_RANGES: dict[str, tuple[int, int | None]] = {
+    "points_per_side": (1, 128), "points_per_batch": (1, 256), "crop_n_layers": (0, 4),
+    "crop_n_points_downscale_factor": (1, 64), "min_mask_region_area": (0, None),
+}
+_FLOAT_RANGES: dict[str, tuple[float, bool, float, bool]] = {
+    "pred_iou_thresh": (0.0, True, 1.0, True),
+    "stability_score_thresh": (0.0, True, 1.0, True),
+    "stability_score_offset": (0.0, False, math.inf, False),
+    "box_nms_thresh": (0.0, False, 1.0, True),
+    "crop_nms_thresh": (0.0, False, 1.0, True),
+    "crop_overlap_ratio": (0.0, True, 1.0, False),
+}
+_RANGES = (*_INT_RANGES, *_FLOAT_RANGES)
+
+
+def _checked(name: str, value: Any) -> int | float:
+    """``value`` as the field's type if it is in the field's range.
+
+    Raises:
+        ValueError: the wrong type, or out of range; the message names the field and the range.
+    """
+    if name in _INT_RANGES:
+        lo, hi = _INT_RANGES[name]
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise ValueError(f"{name} must be an integer, got {value!r}")
+        if value < lo or (hi is not None and value > hi):
+            bounds = f"between {lo} and {hi}" if hi is not None else f">= {lo}"
+            raise ValueError(f"{name} must be {bounds}, got {value}")
+        return int(value)
+    lo_f, lo_in, hi_f, hi_in = _FLOAT_RANGES[name]
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    number = float(value)
+    ok = (math.isfinite(number) and (number >= lo_f if lo_in else number > lo_f)
+          and (number <= hi_f if hi_in else number < hi_f))
+    if not ok:
+        interval = f"{'[' if lo_in else '('}{lo_f:g}, {hi_f:g}{']' if hi_in else ')'}"
+        raise ValueError(f"{name} must be in {interval}, got {number:g}")
+    return number
+
+
+def _crop_grid_problem(points_per_side: int, factor: int, layers: int) -> str:
+    """Why the last crop layer's grid has no points ('' when it has some)."""
+    if points_per_side // factor ** layers < 1:
+        return (f"points_per_side {points_per_side} with crop_n_points_downscale_factor {factor} "
+                f"leaves no points in crop layer {layers}")
+    return ""

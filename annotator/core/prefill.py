@@ -65,7 +65,8 @@ def prefill_settings_update(*, project: Project, user, enabled: bool | None = No
     """Turn pre-fill on/off and change generator parameters (merged into the stored ones).
 
     Raises:
-        ValidationError: an unknown parameter or a value out of range (engine's message).
+        ValidationError: unknown parameters or values of the wrong type or out of range, as
+            ``{"params": {<field>: [message naming its range]}}``, every bad field at once.
         permissions.NotAllowed: the role may not change project settings.
     """
     from engine.automatic_params import AutomaticMaskParams
@@ -75,10 +76,11 @@ def prefill_settings_update(*, project: Project, user, enabled: bool | None = No
         if not isinstance(params, dict):
             raise ValidationError({"params": ["Must be an object of generator parameters."]})
         merged = {**(project.automatic_params or {}), **params}
-        try:
-            checked = AutomaticMaskParams.from_dict(merged)
-        except (TypeError, ValueError) as exc:
-            raise ValidationError({"params": [str(exc)]}) from exc
+        # Every bad field at once, each under its own name (DRF's nested error shape).
+        problems = AutomaticMaskParams.errors(merged)
+        if problems:
+            raise ValidationError({"params": problems})
+        checked = AutomaticMaskParams.from_dict(merged)
         defaults = AutomaticMaskParams().to_dict()
         project.automatic_params = {k: v for k, v in checked.to_dict().items() if defaults.get(k) != v}
     if enabled is not None:

@@ -33,7 +33,7 @@ import { ServerDecoder } from './decoder/server';
 import { commandAllowed, FULL_ACCESS, isReadOnly, keyCommand, readOnlyText, type Access } from './lib/access';
 import { buildFeeds, lowResCandidate } from './lib/feeds';
 import { defaultCandidate, normalizeBox, promptsPayload, type Prompts } from './lib/prompts';
-import { bestMatchingCandidate, focusAfterRemoval, moveFocus, tabLeavesProposals } from './lib/proposals';
+import { bestMatchingCandidate, focusAfterRemoval, moveFocus, tabLeavesProposals, THRESHOLD_REFUSED } from './lib/proposals';
 import {
   classifyStatus,
   IdbOutboxStore,
@@ -208,7 +208,8 @@ export class AnnotateApp {
       rejectProposal: () => void this.rejectFocused(),
       editProposal: () => this.editFocused(),
       acceptAbove: () => void this.acceptAbove(),
-      setThreshold: (t) => this.store.set({ prefillThreshold: t }),
+      setThreshold: (t) => this.store.set((s) => ({ prefillThreshold: t, ...(s.message?.text.startsWith(THRESHOLD_REFUSED) ? { message: null } : {}) })),
+      thresholdRefused: (text) => this.store.set({ message: { kind: 'error', text: `${text} Kept ${this.store.get().prefillThreshold}.` } }),
       toggleShade: () => this.store.set((s) => ({ shadeUncovered: !s.shadeUncovered })),
     }, { readOnly });
     const body = document.createElement('div');

@@ -2,6 +2,7 @@
  * Toolbar, side panel (categories, candidates, annotations, keyboard help) and status
  * line. Rendered from the store; user actions go to the controller through `Actions`.
  */
+import { parseThreshold } from './lib/proposals';
 import { categoryById, chosenMask, currentStep, focusedProposal, shownStep, type AnnotateState, type Store } from './store';
 
 export interface Actions {
@@ -19,6 +20,8 @@ export interface Actions {
   editProposal(): void;
   acceptAbove(): void;
   setThreshold(t: number): void;
+  /** A threshold outside [0, 1] was typed: say why it was not taken. */
+  thresholdRefused(message: string): void;
   toggleShade(): void;
 }
 
@@ -146,9 +149,15 @@ export class Panel {
     this.editBtn.onclick = () => actions.editProposal();
     this.acceptAboveBtn.onclick = () => actions.acceptAbove();
     this.thresholdInput.onchange = () => {
-      const t = Number(this.thresholdInput.value);
-      if (Number.isFinite(t) && t >= 0 && t <= 1) actions.setThreshold(t);
+      const r = parseThreshold(this.thresholdInput.value);
+      if (r.ok) this.thresholdInput.removeAttribute('aria-invalid');
+      else this.thresholdInput.setAttribute('aria-invalid', 'true');
+      this.thresholdInput.title = r.ok ? '' : r.error;
+      if (r.ok) actions.setThreshold(r.value);
+      else actions.thresholdRefused(r.error);
       this.thresholdInput.blur();
+      // A refused value does not stay in the box as if it were in use.
+      this.thresholdInput.value = String(Math.round(store.get().prefillThreshold * 1000) / 1000);
     };
     this.shadeToggle.onchange = () => {
       actions.toggleShade();

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { bestMatchingCandidate, coverage, focusAfterRemoval, maskIoU, moveFocus, tabLeavesProposals } from '../src/lib/proposals';
+import { bestMatchingCandidate, coverage, focusAfterRemoval, maskIoU, moveFocus, parseThreshold, tabLeavesProposals } from '../src/lib/proposals';
 
 const m = (...v: number[]): Uint8Array => Uint8Array.from(v);
 
@@ -52,5 +52,22 @@ describe('focus', () => {
 describe('coverage', () => {
   it('ors the masks of the right size', () => {
     expect(Array.from(coverage([m(1, 0, 0), m(0, 0, 1), m(1, 1)], 3))).toEqual([1, 0, 1]);
+  });
+});
+
+describe('parseThreshold', () => {
+  it('takes a predicted IoU in [0, 1], bounds included', () => {
+    expect(parseThreshold('0.9')).toEqual({ ok: true, value: 0.9 });
+    expect(parseThreshold(' 1 ')).toEqual({ ok: true, value: 1 });
+    expect(parseThreshold('0')).toEqual({ ok: true, value: 0 });
+  });
+  it('refuses anything else with a message that says the range', () => {
+    for (const text of ['5', '-0.1', '1.01', '', 'abc', 'NaN', 'Infinity']) {
+      const r = parseThreshold(text);
+      expect(r.ok, text).toBe(false);
+      if (!r.ok) expect(r.error).toMatch(/between 0 and 1/);
+    }
+    const five = parseThreshold('5');
+    expect(!five.ok && five.error).toContain('not 5');
   });
 });

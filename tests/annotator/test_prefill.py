@@ -149,6 +149,40 @@ def test_settings_are_validated_and_stored_as_overrides(api_client, project):
     assert project.automatic_params == {"pred_iou_thresh": 0.9, "points_per_side": 16}
 
 
+def test_every_out_of_range_parameter_gets_its_own_400_error(api_client, project):
+    # The thresholds are in [0, 1]: 5 is refused, and every bad field is named on its own
+    # with its range (not only the first one the generator would trip on).
+    res = api_client.patch(f"/api/projects/{project.pk}/prefill",
+                           {"params": {"pred_iou_thresh": 5, "stability_score_thresh": 5, "box_nms_thresh": 0,
+                                       "points_per_side": 0, "min_mask_region_area": -1, "bogus": 1,
+                                       "points_per_batch": 64}}, format="json")
+    assert res.status_code == 400, res.content
+    errors = res.json()["params"]
+    assert set(errors) == {"pred_iou_thresh", "stability_score_thresh", "box_nms_thresh", "points_per_side",
+                           "min_mask_region_area", "bogus"}
+    assert errors["pred_iou_thresh"] == ["pred_iou_thresh must be in [0, 1], got 5"]
+    assert errors["stability_score_thresh"] == ["stability_score_thresh must be in [0, 1], got 5"]
+    assert errors["box_nms_thresh"] == ["box_nms_thresh must be in (0, 1], got 0"]
+    assert errors["points_per_side"] == ["points_per_side must be between 1 and 128, got 0"]
+    assert errors["min_mask_region_area"] == ["min_mask_region_area must be >= 0, got -1"]
+    assert "unknown" in errors["bogus"][0]
+    for value in (-0.01, 1.01, "0.9", None, True):
+        bad = api_client.patch(f"/api/projects/{project.pk}/prefill", {"params": {"pred_iou_thresh": value}},
+                               format="json")
+        assert bad.status_code == 400 and list(bad.json()["params"]) == ["pred_iou_thresh"], (value, bad.content)
+    # A grid with no points in the last crop layer is a problem of several fields together.
+    grid = api_client.patch(f"/api/projects/{project.pk}/prefill",
+                            {"params": {"points_per_side": 3, "crop_n_layers": 2, "crop_n_points_downscale_factor": 2}},
+                            format="json")
+    assert grid.status_code == 400 and "no points in crop layer 2" in grid.json()["params"]["non_field_errors"][0]
+    # The bounds themselves are allowed; nothing bad was stored.
+    ok = api_client.patch(f"/api/projects/{project.pk}/prefill",
+                          {"params": {"pred_iou_thresh": 1, "stability_score_thresh": 0}}, format="json")
+    assert ok.status_code == 200, ok.content
+    project.refresh_from_db()
+    assert project.automatic_params == {"pred_iou_thresh": 1.0, "stability_score_thresh": 0.0}
+
+
 @pytest.mark.parametrize("role,settings_status,decide_status", [
     ("admin", 200, 201), ("manager", 200, 201), ("annotator", 403, 201), ("reviewer", 403, 403),
 ])

@@ -82,3 +82,20 @@ export function coverage(masks: readonly Uint8Array[], hw: number): Uint8Array {
   }
   return out;
 }
+
+/** How the message of a refused accept-all threshold starts. */
+export const THRESHOLD_REFUSED = 'The accept-all threshold';
+
+/**
+ * The accept-all threshold typed into the side panel: a predicted IoU in [0, 1] (the API's
+ * `min_predicted_iou` range). Anything else is refused with a message that says the range,
+ * never silently ignored.
+ */
+export function parseThreshold(text: string): { ok: true; value: number } | { ok: false; error: string } {
+  const t = text.trim();
+  const value = t === '' ? NaN : Number(t);
+  if (!Number.isFinite(value) || value < 0 || value > 1) {
+    return { ok: false, error: `${THRESHOLD_REFUSED} is a predicted IoU between 0 and 1${t ? `, not ${t}` : ''}.` };
+  }
+  return { ok: true, value };
+}

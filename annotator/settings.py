@@ -205,9 +205,14 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # whose runs killed their worker this many times is marked failed instead.
 ANNOTATOR_EMBED_STALE_MINUTES = int(os.environ.get("ANNOTATOR_EMBED_STALE_MINUTES", "30"))
 ANNOTATOR_EMBED_MAX_UNFINISHED_RUNS = int(os.environ.get("ANNOTATOR_EMBED_MAX_UNFINISHED_RUNS", "3"))
+# Export files are deleted this long after they were written (the job stays, marked
+# expired; its download answers 410): beat runs the cleanup every ANNOTATOR_EXPORT_CLEANUP_EVERY_SECONDS.
+ANNOTATOR_EXPORT_RETENTION_HOURS = float(os.environ.get("ANNOTATOR_EXPORT_RETENTION_HOURS", str(7 * 24)))
 CELERY_BEAT_SCHEDULE = {
     "reconcile-embeddings": {"task": "annotator.core.tasks.reconcile_embeddings",
                              "schedule": float(os.environ.get("ANNOTATOR_RECONCILE_EVERY_SECONDS", "300"))},
+    "expire-exports": {"task": "annotator.core.tasks.expire_exports",
+                       "schedule": float(os.environ.get("ANNOTATOR_EXPORT_CLEANUP_EVERY_SECONDS", "3600"))},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mimetypes
 
+from django.conf import settings
 from django.http import FileResponse, Http404, HttpResponse, HttpResponseNotModified
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
@@ -372,10 +373,16 @@ class ExportDetailView(APIView):
 class ExportDownloadView(APIView):
     renderer_classes = BINARY_RENDERERS
 
-    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, 409: OpenApiTypes.OBJECT})
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, 409: OpenApiTypes.OBJECT,
+                              410: OpenApiTypes.OBJECT})
     def get(self, request, export_id: int):
         job = selectors.export_get(user=request.user, export_id=export_id)
         _service_call(require_role, user=request.user, project=job.project, roles=EXPORT_ROLES, action="export")
+        if job.status == ExportJob.Status.EXPIRED:
+            hours = settings.ANNOTATOR_EXPORT_RETENTION_HOURS
+            return Response({"detail": f"This export expired: its file was deleted {hours:g} h after it was written "
+                                       "(ANNOTATOR_EXPORT_RETENTION_HOURS). Start a new export to get the data.",
+                             "status": job.status}, status=status.HTTP_410_GONE)
         if job.status != ExportJob.Status.DONE or not job.file:
             return Response({"detail": f"The export is not ready (status: {job.status}).", "status": job.status,
                              "progress": job.progress, "error": job.error}, status=status.HTTP_409_CONFLICT)

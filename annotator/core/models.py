@@ -323,6 +323,7 @@ class ExportJob(models.Model):
         RUNNING = "running"
         DONE = "done"
         FAILED = "failed"
+        EXPIRED = "expired"  # done, then its file deleted after ANNOTATOR_EXPORT_RETENTION_HOURS
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="exports")
     format = models.CharField(max_length=20, choices=Format.choices)

@@ -1,5 +1,7 @@
 """Input serializers (validate what a client sends) and output serializers (what it gets)."""
 
+from datetime import datetime, timedelta
+
 from django.conf import settings
 from django.urls import reverse
 from rest_framework import serializers
@@ -215,14 +217,21 @@ class AnnotationOutput(serializers.ModelSerializer):
 class ExportOutput(serializers.ModelSerializer):
     created_by = serializers.CharField(source="created_by.username", read_only=True)
     download_url = serializers.SerializerMethodField()
+    expires_at = serializers.SerializerMethodField(help_text="when the file of a done export is deleted "
+                                                             "(ANNOTATOR_EXPORT_RETENTION_HOURS); null otherwise")
 
     class Meta:
         model = ExportJob
         fields = ["id", "project", "format", "options", "status", "progress", "stats", "error", "created_by",
-                  "created_at", "started_at", "finished_at", "download_url"]
+                  "created_at", "started_at", "finished_at", "expires_at", "download_url"]
 
     def get_download_url(self, obj) -> str | None:
         return reverse("api-export-download", args=[obj.pk]) if obj.status == ExportJob.Status.DONE else None
+
+    def get_expires_at(self, obj) -> datetime | None:
+        if obj.status != ExportJob.Status.DONE or obj.finished_at is None:
+            return None
+        return obj.finished_at + timedelta(hours=settings.ANNOTATOR_EXPORT_RETENTION_HOURS)
 
 
 # ---------------------------------------------------------------- team work (queue, review, members, stats)

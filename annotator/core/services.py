@@ -635,6 +635,33 @@ def export_mark_failed(*, job_id: int, reason: str) -> None:
                                                finished_at=timezone.now())
 
 
+def exports_expire(*, older_than: timedelta, limit: int = 1000) -> list[int]:
+    """Delete the files of exports finished longer than ``older_than`` ago and mark those
+    jobs ``expired`` (their download then answers 410). Idempotent and safe to run twice at
+    once: a job is claimed by a conditional update before its file is deleted.
+
+    Returns:
+        the ids of the jobs expired by this call (at most ``limit``).
+    """
+    from django.utils import timezone
+
+    cutoff = timezone.now() - older_than
+    expired = []
+    for job in (ExportJob.objects.filter(status=ExportJob.Status.DONE, finished_at__lt=cutoff)
+                .order_by("finished_at").only("id", "file")[:limit]):
+        name = job.file.name
+        if not ExportJob.objects.filter(pk=job.pk, status=ExportJob.Status.DONE).update(
+                status=ExportJob.Status.EXPIRED, file=""):
+            continue  # another run took it
+        expired.append(job.pk)
+        if name:
+            try:
+                job.file.storage.delete(name)
+            except OSError:  # the job says expired either way; the file is only disk space
+                log.exception("export %s: cannot delete %s", job.pk, name)
+    return expired
+
+
 def annotations_import_coco(*, project: Project, user, data: Any = None, fh: Any = None, mode: str = "annotations",
                             progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Import a COCO instances file as annotations or as pre-fill proposals (``mode``

@@ -16,6 +16,7 @@ from .services import (
     embedding_run_started,
     embeddings_reconcile,
     export_mark_failed,
+    exports_expire,
     export_run,
     image_mark_embedding_failed,
 )
@@ -150,3 +151,10 @@ def reconcile_embeddings() -> int:
     """Periodic (Celery beat): queue again embeddings pending for longer than
     ``ANNOTATOR_EMBED_STALE_MINUTES``. Returns how many were queued."""
     return len(embeddings_reconcile(older_than=timedelta(minutes=settings.ANNOTATOR_EMBED_STALE_MINUTES)))
+
+
+@shared_task(ignore_result=True)
+def expire_exports() -> int:
+    """Periodic (Celery beat): delete export files older than
+    ``ANNOTATOR_EXPORT_RETENTION_HOURS`` and mark their jobs expired. Returns how many."""
+    return len(exports_expire(older_than=timedelta(hours=settings.ANNOTATOR_EXPORT_RETENTION_HOURS)))

@@ -37,7 +37,12 @@ export default defineConfig({
     sourcemap: true,
     chunkSizeWarningLimit: 2048,
     rolldownOptions: {
-      input: { annotate: resolve(here, 'src/annotate.ts'), dashboard: resolve(here, 'src/dashboard.ts') },
+      input: {
+        annotate: resolve(here, 'src/annotate.ts'),
+        dashboard: resolve(here, 'src/dashboard.ts'),
+        projectNew: resolve(here, 'src/projectNew.ts'),
+        upload: resolve(here, 'src/upload.ts'),
+      },
       output: {
         entryFileNames: '[name].js',
         chunkFileNames: '[name].js',

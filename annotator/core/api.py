@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 from . import selectors, services
 from .exports import coco_chunks
 from .model_runtime import DECODER_GRAPHS, ModelUnavailable, UnknownModel, decoder_path
-from .model_versions import model_versions_list, project_model_id
+from .model_versions import model_version_choosable, model_versions_list, project_model_id
 from .models import Embedding, Image, ExportJob
 from .permissions import EXPORT_ROLES, Action, NotAllowed, require, require_role
 from .serializers import (
@@ -136,7 +136,9 @@ class ProjectListView(APIView):
     def post(self, request):
         data = ProjectCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
-        project = _service_call(services.project_create, user=request.user, **data.validated_data)
+        fields = dict(data.validated_data)
+        fields["model_version"] = _service_call(model_version_choosable, version_id=fields.get("model_version"))
+        project = _service_call(services.project_create, user=request.user, **fields)
         project = selectors.project_get(user=request.user, project_id=project.pk)
         return Response(ProjectOutput(project).data, status=201)
 
@@ -184,18 +186,12 @@ class ProjectModelView(APIView):
     @extend_schema(request=ProjectModelInput, responses=ProjectModelOutput)
     def patch(self, request, project_id: int):
         from .model_versions import project_model_switch
-        from .models import ModelVersion
 
         project = selectors.project_get(user=request.user, project_id=project_id)
         _service_call(require, user=request.user, project=project, action=Action.MODEL)
         data = ProjectModelInput(data=request.data)
         data.is_valid(raise_exception=True)
-        version_id = data.validated_data["model_version"]
-        version = None
-        if version_id is not None:
-            version = ModelVersion.objects.filter(pk=version_id).first()
-            if version is None:
-                raise DRFValidationError({"model_version": [f"No model version {version_id}."]})
+        version = _service_call(model_version_choosable, version_id=data.validated_data["model_version"])
         _service_call(project_model_switch, project=project, user=request.user, version=version)
         return Response(self._body(selectors.project_get(user=request.user, project_id=project_id)))
 

@@ -82,6 +82,25 @@ def model_versions_list() -> list[ModelVersion]:
     return [default, *others]
 
 
+def model_version_choosable(*, version_id: int | None) -> ModelVersion | None:
+    """The version a project may be set to by id (``POST /api/projects/``, ``PATCH
+    .../model``): None stays None (follow the configured default).
+
+    Raises:
+        services.ValidationError: no such version, or one that is not promoted.
+    """
+    from .services import ValidationError
+
+    if version_id is None:
+        return None
+    version = ModelVersion.objects.filter(pk=version_id).first()
+    if version is None:
+        raise ValidationError({"model_version": [f"No model version {version_id}."]})
+    if not version.promoted:
+        raise ValidationError({"model_version": [f"Version {version.pk} ({version.model_id}) is not promoted."]})
+    return version
+
+
 def project_embedding_progress(*, project: Project) -> dict[str, Any]:
     """How far the project's images are embedded with its current version:
     ``{"model_id", "images", "embedded", "pending", "failed", "done"}`` (``embedded``:

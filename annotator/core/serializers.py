@@ -4,6 +4,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 # Bounds that keep client numbers inside the database's integer columns.
@@ -16,9 +17,44 @@ from .models import (Annotation, Category, ExportJob, Image, ImageReview, Member
 
 # ---------------------------------------------------------------- inputs
 
+class CategoryInput(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    color = serializers.RegexField(r"^#[0-9a-fA-F]{6}$", required=False,
+                                   error_messages={"invalid": "A colour is #rrggbb, e.g. #e6194b."},
+                                   help_text="#rrggbb; without it the next colour of the palette")
+
+
+@extend_schema_field({"oneOf": [{"type": "string", "maxLength": 100},
+                                {"type": "object", "required": ["name"], "properties": {
+                                    "name": {"type": "string", "maxLength": 100},
+                                    "color": {"type": "string", "pattern": "^#[0-9a-fA-F]{6}$"}}}]})
+class CategorySpecField(serializers.Field):
+    """A label category to create: its name, or ``{"name", "color"}``. An item's errors come
+    back under its index: ``{"categories": {"1": {"color": ["..."]}}}``."""
+
+    def to_internal_value(self, data) -> dict:
+        if isinstance(data, str):
+            data = {"name": data}
+        if not isinstance(data, dict):
+            raise serializers.ValidationError('A category is a name or {"name", "color"}.')
+        item = CategoryInput(data=data)
+        item.is_valid(raise_exception=True)
+        return dict(item.validated_data)
+
+    def to_representation(self, value):
+        return value
+
+
 class ProjectCreateInput(serializers.Serializer):
     name = serializers.CharField(max_length=200)
-    categories = serializers.ListField(child=serializers.CharField(max_length=100), required=False, default=list)
+    categories = serializers.ListField(child=CategorySpecField(), required=False, default=list, max_length=1000)
+    model_version = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=1,
+                                             max_value=MAX_ID,
+                                             help_text="a promoted version's id (GET /api/models/); null or absent: "
+                                                       "follow the server's configured default model")
+    prefill_enabled = serializers.BooleanField(required=False, allow_null=True, default=None,
+                                               help_text="generate pre-fill proposals; absent: the server's default "
+                                                         "(ANNOTATOR_PREFILL_DEFAULT)")
 
 
 class ProjectUpdateInput(serializers.Serializer):
@@ -137,7 +173,8 @@ class ProjectOutput(serializers.ModelSerializer):
 
     class Meta:
         model = Project
-        fields = ["id", "name", "model_id", "categories", "image_count", "role", "actions", "created_at"]
+        fields = ["id", "name", "model_id", "categories", "image_count", "prefill_enabled", "role", "actions",
+                  "created_at"]
 
     def get_model_id(self, obj) -> str:
         return _project_model_id(self.context, obj)

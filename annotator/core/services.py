@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import re
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -23,7 +24,8 @@ from PIL import ImageOps
 
 from engine.rle import RLEError, rle_area, rle_bbox, validate_rle
 
-from .models import Annotation, AnnotationEvent, Category, Embedding, ExportJob, Image, Membership, Project
+from .models import (Annotation, AnnotationEvent, Category, Embedding, ExportJob, Image, Membership, ModelVersion,
+                     Project)
 from .permissions import EXPORT_ROLES, IMPORT_ROLES, REVIEW_ROLES, require_role
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,7 @@ PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f
 # MPO: a JPEG with extra images after the first (many phone and stereo cameras); browsers
 # show its first image, as a JPEG.
 ALLOWED_FORMATS = {"JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF", "GIF"}
+HEX_COLOR = re.compile(r"#[0-9a-fA-F]{6}")  # a category's colour, as <input type=color> gives it
 
 
 class ValidationError(ValueError):
@@ -54,19 +57,44 @@ class VersionConflict(Exception):
 # ---------------------------------------------------------------- projects
 
 @transaction.atomic
-def project_create(*, name: str, user, categories: Iterable[str] = ()) -> Project:
-    """Create a project owned by ``user`` (admin role) with its label categories."""
+def project_create(*, name: str, user, categories: Iterable[str | dict[str, str]] = (),
+                   model_version: ModelVersion | None = None, prefill_enabled: bool | None = None) -> Project:
+    """Create a project owned by ``user`` (admin role) with its label categories.
+
+    Args:
+        categories: names, or ``{"name": ..., "color": "#rrggbb"}``; a category without a
+            colour gets the next one of ``PALETTE``. Blank and repeated names are skipped.
+        model_version: the version its images are embedded with (a promoted one, see
+            ``model_versions.model_version_choosable``); None: follow the configured default.
+        prefill_enabled: generate pre-fill proposals for its images; None:
+            ``ANNOTATOR_PREFILL_DEFAULT``.
+
+    Raises:
+        ValidationError: an empty name, a colour that is not ``#rrggbb``, a version that is
+            not promoted.
+    """
     name = name.strip()
     if not name:
         raise ValidationError({"name": ["A project needs a name."]})
-    project = Project.objects.create(name=name, created_by=user, prefill_enabled=settings.ANNOTATOR_PREFILL_DEFAULT)
+    if model_version is not None and not model_version.promoted:
+        raise ValidationError({"model_version": [
+            f"Version {model_version.pk} ({model_version.model_id}) is not promoted."]})
+    specs: list[tuple[str, str | None]] = []
+    for cat in categories:
+        spec = {"name": cat} if isinstance(cat, str) else dict(cat)
+        color = spec.get("color") or None
+        if color is not None and not HEX_COLOR.fullmatch(color):
+            raise ValidationError({"categories": [f"{spec.get('name', '')!s}: a colour is #rrggbb, not {color!r}."]})
+        specs.append((str(spec.get("name", "")).strip(), color))
+    project = Project.objects.create(
+        name=name, created_by=user, model_version=model_version,
+        prefill_enabled=settings.ANNOTATOR_PREFILL_DEFAULT if prefill_enabled is None else prefill_enabled)
     Membership.objects.create(project=project, user=user, role=Membership.Role.ADMIN)
     seen: set[str] = set()
-    for i, cat in enumerate(categories):
-        cat = cat.strip()
+    for i, (cat, color) in enumerate(specs):
         if cat and cat not in seen:
             seen.add(cat)
-            Category.objects.create(project=project, name=cat, color=PALETTE[i % len(PALETTE)])
+            Category.objects.create(project=project, name=cat, color=color or PALETTE[i % len(PALETTE)])
     return project
 
 

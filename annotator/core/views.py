@@ -1,5 +1,6 @@
-"""HTML pages: the project list, the annotate page (a shell for the TypeScript app in
-frontend/), the review list and the managers' dashboard."""
+"""HTML pages: the project list, the "New project" form and a project's upload page
+(TypeScript over the API), the annotate page (a shell for the TypeScript app in frontend/),
+the review list and the managers' dashboard."""
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -18,6 +19,35 @@ def project_list(request):
     for p in projects:  # pre-fill progress per project (a handful of projects per user)
         p.prefill = selectors.prefill_summary(project=p)
     return render(request, "core/project_list.html", {"projects": projects})
+
+
+@login_required
+def project_new(request):
+    """The "New project" form (frontend/src/projectNew.ts). It posts to ``POST /api/projects/``,
+    which every signed-in user may call (the creator becomes the project's admin), so the
+    page needs only a login; the API validates and its errors are shown by the fields."""
+    from django.conf import settings
+
+    from .services import PALETTE
+
+    return render(request, "core/project_new.html", {"prefill_default": settings.ANNOTATOR_PREFILL_DEFAULT,
+                                                     "palette": PALETTE})
+
+
+@login_required
+def upload(request, project_id: int):
+    """A project's "Upload images" page (frontend/src/upload.ts over
+    ``POST /api/projects/<id>/images/``): for roles with the ``settings`` action, which is
+    what that endpoint requires (403 for the others, 404 for non-members)."""
+    from django.conf import settings
+
+    project = selectors.project_get(user=request.user, project_id=project_id)
+    _require_page(request, project, Action.SETTINGS)
+    return render(request, "core/upload.html", {
+        "project": project, "max_upload_bytes": settings.ANNOTATOR_MAX_UPLOAD_BYTES,
+        "max_megapixels": settings.ANNOTATOR_MAX_IMAGE_PIXELS // 1_000_000,
+        "max_files": settings.ANNOTATOR_MAX_FILES_PER_UPLOAD,
+    })
 
 
 @login_required

@@ -5,6 +5,7 @@
  */
 import type { CocoRle } from './lib/rle';
 import type { Box } from './lib/prompts';
+import type { ProjectCreateBody } from './lib/projectForm';
 import type { RetrainJob } from './lib/retrain';
 
 export interface Category {
@@ -19,6 +20,8 @@ export interface Project {
   model_id: string;
   categories: Category[];
   image_count: number;
+  /** Pre-fill proposals are generated for its images. */
+  prefill_enabled?: boolean;
   /** The user's role in the project (null: a site admin who is no member) and what it allows. */
   role?: 'admin' | 'manager' | 'reviewer' | 'annotator' | null;
   actions?: string[];
@@ -75,6 +78,10 @@ export interface ModelInfo {
   model_id: string;
   name: string;
   decoder_url: string;
+  /** GET /api/models/ also gives the version's id (what a project is set to) and kind. */
+  id?: number;
+  architecture?: string;
+  source?: 'shipped' | 'installed' | 'retrained';
 }
 
 export interface PromptsPayload {
@@ -246,6 +253,8 @@ function jsonBody(method: string, body: unknown): RequestInit {
 }
 
 export const listModels = (): Promise<ModelInfo[]> => json('models/');
+/** `POST /api/projects/`: the creator becomes its admin. 400 field errors: see lib/projectForm.ts. */
+export const createProject = (body: ProjectCreateBody): Promise<Project> => json('projects/', jsonBody('POST', body));
 export const getProject = (projectId: number): Promise<Project> => json(`projects/${projectId}/`);
 export const listImages = (projectId: number): Promise<ImageInfo[]> => json(`projects/${projectId}/images/`);
 export const getImage = (imageId: number): Promise<ImageInfo> => json(`images/${imageId}/`);
@@ -370,3 +379,40 @@ export interface DecodePromptResponse {
 /** Decode one prompt on the server (onnxruntime in Django) with the image's stored embedding. */
 export const decodePrompt = (imageId: number, body: DecodePromptBody): Promise<DecodePromptResponse> =>
   json(`images/${imageId}/decode`, jsonBody('POST', body));
+
+/**
+ * `POST /api/projects/<id>/images/` with one file (field `files`), through XMLHttpRequest
+ * because fetch reports no upload progress. Resolves with the images stored (several for a
+ * zip); rejects with ApiError: the server's refusal (400 `{"<file name>": [reasons]}`, 413,
+ * 403), or status 0 when no answer came.
+ *
+ * @param onProgress fraction of the request body sent, 0..1.
+ */
+export function uploadImageFile(projectId: number, file: File, onProgress: (fraction: number) => void = () => {}): Promise<ImageInfo[]> {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open('POST', url(`projects/${projectId}/images/`));
+    xhr.withCredentials = true;
+    xhr.setRequestHeader('Accept', 'application/json');
+    const token = csrfToken();
+    if (token) xhr.setRequestHeader('X-CSRFToken', token);
+    xhr.upload.onprogress = (ev) => {
+      if (ev.lengthComputable && ev.total > 0) onProgress(ev.loaded / ev.total);
+    };
+    xhr.onload = () => {
+      let body: unknown = null;
+      try {
+        body = xhr.responseText ? JSON.parse(xhr.responseText) : null;
+      } catch {
+        body = xhr.responseText;
+      }
+      if (xhr.status >= 200 && xhr.status < 300) resolve(body as ImageInfo[]);
+      else reject(ApiError.fromBody(xhr.status, xhr.statusText, body));
+    };
+    xhr.onerror = () => reject(new ApiError(0, 'network error: the upload did not reach the server', null, {}, null));
+    xhr.onabort = () => reject(new ApiError(0, 'the upload was aborted', null, {}, null));
+    const form = new FormData();
+    form.append('files', file, file.name);
+    xhr.send(form);
+  });
+}

@@ -49,6 +49,8 @@ GLOBAL_ENDPOINTS = {
 # Top-level routes (annotator/urls.py) and what an anonymous client gets.
 PAGES = {
     "project-list": ("/", 302),
+    "project-new": ("/projects/new/", 302),
+    "upload": ("/projects/{project_id}/upload/", 302),
     "annotate": ("/projects/{project_id}/annotate/", 302),
     "dashboard": ("/projects/{project_id}/dashboard/", 302),
     "review": ("/projects/{project_id}/review/", 302),
@@ -197,7 +199,7 @@ def test_pages_of_another_project_are_404(api_client, user, world):
     _, ids = world
     client = Client()
     client.force_login(user)
-    for page in ("annotate", "dashboard", "review"):
+    for page in ("annotate", "dashboard", "review", "upload"):
         assert client.get(f"/projects/{ids['project_id']}/{page}/").status_code == 404, page
     assert f"/projects/{ids['project_id']}/annotate/".encode() not in client.get("/").content
     assert client.get("/api/schema/").status_code == 200

@@ -1,0 +1,161 @@
+import { describe, expect, it } from 'vitest';
+import {
+  formatBytes,
+  imageStage,
+  pollDelay,
+  pollPlan,
+  uploadFailure,
+  UploadQueue,
+  type TrackedImage,
+  type UploadOutcome,
+} from '../src/lib/uploads';
+
+interface FakeFile {
+  name: string;
+  size: number;
+}
+
+/** A sender whose requests the test answers one by one. */
+function manualSender() {
+  const pending: { file: FakeFile; progress: (f: number) => void; answer: (o: UploadOutcome) => void; fail: (e: Error) => void }[] = [];
+  const send = (file: FakeFile, progress: (f: number) => void) =>
+    new Promise<UploadOutcome>((answer, fail) => pending.push({ file, progress, answer, fail }));
+  return { send, pending };
+}
+
+const image = (id: number, over: Partial<TrackedImage> = {}): TrackedImage => ({
+  id, file_name: `${id}.jpg`, embedding_status: 'pending', embedding_error: '', proposals_status: 'none', ...over,
+});
+const tick = () => new Promise((r) => setTimeout(r, 0));
+
+describe('UploadQueue', () => {
+  it('sends at most `concurrency` files at once, in order', async () => {
+    const { send, pending } = manualSender();
+    const q = new UploadQueue<FakeFile>(send, { concurrency: 2 });
+    q.add([{ name: 'a', size: 1 }, { name: 'b', size: 1 }, { name: 'c', size: 1 }]);
+    expect(pending.map((p) => p.file.name)).toEqual(['a', 'b']);
+    expect(q.items.map((i) => i.state)).toEqual(['uploading', 'uploading', 'queued']);
+    pending[0]!.answer({ ok: true, images: [image(1)] });
+    await tick();
+    expect(pending.map((p) => p.file.name)).toEqual(['a', 'b', 'c']);
+    expect(q.items[0]!.state).toBe('uploaded');
+    expect(q.items[0]!.images.map((i) => i.id)).toEqual([1]);
+  });
+
+  it('a refusal or a failure changes only that file; the others keep their results', async () => {
+    const { send, pending } = manualSender();
+    const q = new UploadQueue<FakeFile>(send, { concurrency: 1 });
+    q.add([{ name: 'ok.jpg', size: 1 }, { name: 'bad.jpg', size: 1 }, { name: 'net.jpg', size: 1 }, { name: 'ok2.jpg', size: 1 }]);
+    pending[0]!.answer({ ok: true, images: [image(1)] });
+    await tick();
+    pending[1]!.answer({ ok: false, refused: true, reason: 'not a readable image' });
+    await tick();
+    pending[2]!.fail(new Error('network error'));
+    await tick();
+    pending[3]!.answer({ ok: true, images: [image(2)] });
+    await q.idle();
+    expect(q.items.map((i) => [i.file.name, i.state, i.reason])).toEqual([
+      ['ok.jpg', 'uploaded', null],
+      ['bad.jpg', 'refused', 'not a readable image'],
+      ['net.jpg', 'failed', 'network error'],
+      ['ok2.jpg', 'uploaded', null],
+    ]);
+  });
+
+  it('retries a failed file (only a refused or failed one)', async () => {
+    const { send, pending } = manualSender();
+    const q = new UploadQueue<FakeFile>(send);
+    const [a, b] = q.add([{ name: 'a', size: 1 }, { name: 'b', size: 1 }]);
+    expect(q.retry(a!.key)).toBe(false); // still uploading
+    pending[0]!.answer({ ok: false, refused: false, reason: 'HTTP 502 Bad Gateway' });
+    pending[1]!.answer({ ok: true, images: [image(5)] });
+    await q.idle();
+    expect(q.retry(b!.key)).toBe(false); // uploaded
+    expect(q.retry(12345)).toBe(false);
+    expect(q.retry(a!.key)).toBe(true);
+    expect(a!.state).toBe('uploading');
+    expect(a!.reason).toBeNull();
+    pending[2]!.answer({ ok: true, images: [image(6)] });
+    await q.idle();
+    expect([a!.state, a!.attempts, a!.images[0]!.id]).toEqual(['uploaded', 2, 6]);
+    expect([b!.state, b!.images[0]!.id]).toEqual(['uploaded', 5]);
+  });
+
+  it('reports progress, clamped, and every change', async () => {
+    const { send, pending } = manualSender();
+    const seen: string[] = [];
+    const q = new UploadQueue<FakeFile>(send, { onChange: (i) => seen.push(`${i.state}:${i.progress}`) });
+    q.add([{ name: 'a', size: 10 }]);
+    pending[0]!.progress(0.5);
+    pending[0]!.progress(1.7);
+    pending[0]!.answer({ ok: true, images: [] });
+    await q.idle();
+    expect(seen).toEqual(['queued:0', 'uploading:0', 'uploading:0.5', 'uploading:1', 'uploaded:1']);
+    expect(q.busy).toBe(false);
+  });
+
+  it('refuses a bad concurrency', () => {
+    expect(() => new UploadQueue(async () => ({ ok: true, images: [] }), { concurrency: 0 })).toThrow(RangeError);
+  });
+});
+
+describe('the server\'s refusal as one line', () => {
+  it('a bad file: the reason, without repeating the file name', () => {
+    expect(uploadFailure(400, { 'junk.jpg': ['not a readable image (not a recognised image format)'] }, 'junk.jpg', 'x')).toEqual({
+      ok: false, refused: true, reason: 'not a readable image (not a recognised image format)',
+    });
+  });
+  it('zip members keep their names; "files" errors do not', () => {
+    const r = uploadFailure(400, { 'a.zip/x.jpg': ['the file is empty'], files: ['201 images in one upload; at most 200.'] }, 'a.zip', 'x');
+    expect(r.reason).toBe('a.zip/x.jpg: the file is empty; 201 images in one upload; at most 200.');
+  });
+  it('too large (413) and not allowed (403) are refusals with the detail', () => {
+    expect(uploadFailure(413, { detail: 'The request body is 300 bytes, over the limit of 200 bytes for an upload.' }, 'a', 'x'))
+      .toEqual({ ok: false, refused: true, reason: 'The request body is 300 bytes, over the limit of 200 bytes for an upload.' });
+    expect(uploadFailure(403, { detail: 'Your role (annotator) may not settings in this project.' }, 'a', 'x').refused).toBe(true);
+  });
+  it('no answer or a server error is a failure (retry may help), with the fallback text', () => {
+    expect(uploadFailure(0, null, 'a', 'network error: the upload did not reach the server')).toEqual({
+      ok: false, refused: false, reason: 'network error: the upload did not reach the server',
+    });
+    expect(uploadFailure(502, '<html>', 'a', 'HTTP 502 Bad Gateway')).toEqual({ ok: false, refused: false, reason: 'HTTP 502 Bad Gateway' });
+  });
+});
+
+describe('an image\'s stage', () => {
+  it('pre-fill off: settled once the embedding is ready or failed', () => {
+    expect(imageStage(image(1), false)).toEqual({ embedding: { tone: 'wait', label: 'embedding…' }, prefill: null, settled: false });
+    expect(imageStage(image(1, { embedding_status: 'ready' }), false).settled).toBe(true);
+    const failed = imageStage(image(1, { embedding_status: 'failed', embedding_error: 'worker died' }), false);
+    expect(failed.embedding).toEqual({ tone: 'bad', label: 'embedding failed: worker died' });
+    expect(failed.settled).toBe(true);
+  });
+  it('pre-fill on: settled once proposals are ready or failed', () => {
+    expect(imageStage(image(1), true).prefill?.label).toBe('pre-fill waits for the embedding');
+    const queued = imageStage(image(1, { embedding_status: 'ready' }), true);
+    expect([queued.prefill?.label, queued.settled]).toEqual(['pre-fill queued…', false]);
+    expect(imageStage(image(1, { embedding_status: 'ready', proposals_status: 'running' }), true).prefill?.label).toBe('pre-fill running…');
+    const ready = imageStage(image(1, { embedding_status: 'ready', proposals_status: 'ready' }), true);
+    expect([ready.prefill, ready.settled]).toEqual([{ tone: 'ok', label: 'proposals ready' }, true]);
+    const bad = imageStage(image(1, { embedding_status: 'ready', proposals_status: 'failed', proposals_error: 'oom' }), true);
+    expect([bad.prefill?.label, bad.settled]).toEqual(['pre-fill failed: oom', true]);
+    expect(imageStage(image(1, { embedding_status: 'failed' }), true).settled).toBe(true);
+  });
+});
+
+describe('polling', () => {
+  it('few images one by one, many from the project list, none: no poll', () => {
+    expect(pollPlan([])).toEqual({ kind: 'none' });
+    expect(pollPlan([3, 4])).toEqual({ kind: 'each', ids: [3, 4] });
+    expect(pollPlan([1, 2, 3, 4, 5])).toEqual({ kind: 'list' });
+    expect(pollPlan([1, 2], 1)).toEqual({ kind: 'list' });
+  });
+  it('1 s, slower each round, at most 10 s', () => {
+    expect([0, 1, 2, 3].map(pollDelay)).toEqual([1000, 1500, 2250, 3375]);
+    expect(pollDelay(50)).toBe(10_000);
+    expect(() => pollDelay(-1)).toThrow(RangeError);
+  });
+  it('formats sizes as the page states the limits', () => {
+    expect([formatBytes(312), formatBytes(2048), formatBytes(50 * 1024 * 1024)]).toEqual(['312 bytes', '2.0 KB', '50.0 MB']);
+  });
+});

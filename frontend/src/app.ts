@@ -201,6 +201,7 @@ export class AnnotateApp {
       clear: () => this.clear(),
       save: () => void this.save(),
       chooseCandidate: (i) => this.chooseCandidate(i),
+      chooseAutoCandidate: () => this.chooseAutoCandidate(),
       selectCategory: (id) => this.store.set({ categoryId: id }),
       deleteAnnotation: (id) => void this.removeAnnotation(id),
       focusProposal: (id) => this.focusProposal(id),
@@ -973,6 +974,13 @@ export class AnnotateApp {
     this.store.set({ steps });
   }
 
+  /** Key 0 / the "auto" chip: the candidate the page picks by itself for the prompts (the
+   * single-mask output for several prompts, the best-scoring of 1..3 for one alone). */
+  private chooseAutoCandidate(): void {
+    const step = currentStep(this.store.get());
+    if (step?.result) this.chooseCandidate(defaultCandidate(step.prompts, step.result.iou_predictions));
+  }
+
   private undo(): void {
     if (!this.mayWrite()) return;
     const s = this.store.get();
@@ -1191,7 +1199,8 @@ export class AnnotateApp {
         void this.save();
         break;
       case 'candidate':
-        this.chooseCandidate(Number(key));
+        if (key === '0') this.chooseAutoCandidate();
+        else this.chooseCandidate(Number(key));
         break;
       case 'next':
         this.navigate('next');

@@ -2,6 +2,7 @@
  * Toolbar, side panel (categories, candidates, annotations, keyboard help) and status
  * line. Rendered from the store; user actions go to the controller through `Actions`.
  */
+import { candidateChips } from './lib/prompts';
 import { parseThreshold } from './lib/proposals';
 import { categoryById, chosenMask, currentStep, focusedProposal, shownStep, type AnnotateState, type Store } from './store';
 
@@ -12,6 +13,8 @@ export interface Actions {
   clear(): void;
   save(): void;
   chooseCandidate(index: number): void;
+  /** Back to the candidate the page picks by itself for the prompts (key 0, the "auto" chip). */
+  chooseAutoCandidate(): void;
   selectCategory(id: number): void;
   deleteAnnotation(id: number): void;
   focusProposal(id: number): void;
@@ -48,6 +51,7 @@ const KEYS: [string, string][] = [
   ['Right-click / Shift+click', 'negative point'],
   ['Drag', 'box'],
   ['1 / 2 / 3', 'mask candidate'],
+  ['0', 'automatic mask choice (auto)'],
   ['Enter', 'save mask'],
   ['Ctrl+Z', 'undo prompt'],
   ['Esc', 'clear prompts'],
@@ -234,20 +238,23 @@ export class Panel {
       this.chips.replaceChildren(h('span', { class: 'muted' }, step ? 'decoding…' : 'click the image'));
       return;
     }
-    const chips: HTMLElement[] = [];
-    if (shown.chosen === 0) {
-      chips.push(h('span', { class: 'chip active', title: 'single-mask output, used for several prompts', 'data-candidate': 0 }, `auto · ${(r.iou_predictions[0] ?? 0).toFixed(2)}`));
-    }
-    for (let i = 1; i <= 3; i++) {
+    // The single-mask output ("auto", the choice for several prompts) stays a chip after
+    // 1, 2 or 3 was picked, so it can be picked again (also key 0).
+    const chips = candidateChips(shown.prompts, shown.chosen).map((i) => {
+      const auto = i === 0;
       const b = h(
         'button',
-        { class: `chip${shown.chosen === i ? ' active' : ''}`, 'data-candidate': i, title: `candidate ${i}: predicted IoU, ${r.areas[i]} px` },
+        {
+          class: `chip${auto ? ' auto' : ''}${shown.chosen === i ? ' active' : ''}`, 'data-candidate': i,
+          title: auto ? `single-mask output, the automatic choice for several prompts (0): predicted IoU, ${r.areas[0]} px`
+            : `candidate ${i}: predicted IoU, ${r.areas[i]} px`,
+        },
         h('kbd', {}, String(i)),
-        ` ${(r.iou_predictions[i] ?? 0).toFixed(2)}`,
+        ` ${auto ? 'auto · ' : ''}${(r.iou_predictions[i] ?? 0).toFixed(2)}`,
       );
-      b.onclick = () => this.actions.chooseCandidate(i);
-      chips.push(b);
-    }
+      b.onclick = () => (auto ? this.actions.chooseAutoCandidate() : this.actions.chooseCandidate(i));
+      return b;
+    });
     this.chips.replaceChildren(...chips);
   }
 

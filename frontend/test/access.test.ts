@@ -46,7 +46,7 @@ describe('keyboard commands', () => {
   it('maps the README keys', () => {
     const cases: [string, object, Command | null][] = [
       ['z', { ctrl: true }, 'undo'], ['Z', { meta: true }, 'undo'], ['Escape', {}, 'clear'], ['Enter', {}, 'save'],
-      ['2', {}, 'candidate'], ['n', {}, 'next'], ['P', {}, 'prev'], ['Tab', {}, 'proposal-focus'],
+      ['2', {}, 'candidate'], ['0', {}, 'candidate'], ['n', {}, 'next'], ['P', {}, 'prev'], ['Tab', {}, 'proposal-focus'],
       ['a', {}, 'accept'], ['A', {}, 'accept-above'], ['Delete', {}, 'reject'], ['x', {}, 'reject'],
       ['E', {}, 'edit'], ['m', {}, 'shade'], ['n', { ctrl: true }, null], ['a', { alt: true }, null], ['q', {}, null],
     ];

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { clientToImage, scaleTo1024, toFrame1024 } from '../src/lib/coords';
 import { buildFeeds, LOW_RES_SIZE, lowResCandidate } from '../src/lib/feeds';
-import { defaultCandidate, normalizeBox, promptsPayload } from '../src/lib/prompts';
+import { candidateChips, defaultCandidate, normalizeBox, promptsPayload } from '../src/lib/prompts';
 
 describe('coordinate scaling', () => {
   it('scales by 1024 / max(H, W)', () => {
@@ -70,6 +70,18 @@ describe('prompt helpers', () => {
     const two = [{ x: 1, y: 1, label: 1 as const }, { x: 2, y: 2, label: 0 as const }];
     expect(defaultCandidate({ points: two, box: null }, iou)).toBe(0);
     expect(defaultCandidate({ points: two.slice(0, 1), box: [0, 0, 5, 5] }, iou)).toBe(0);
+  });
+  it('the auto chip (output 0) stays offered after 1, 2 or 3 was picked for several prompts', () => {
+    const two = { points: [{ x: 1, y: 1, label: 1 as const }, { x: 2, y: 2, label: 0 as const }], box: null };
+    for (const chosen of [0, 1, 2, 3]) expect(candidateChips(two, chosen), `chosen ${chosen}`).toEqual([0, 1, 2, 3]);
+    const pointAndBox = { points: two.points.slice(0, 1), box: [0, 0, 5, 5] as [number, number, number, number] };
+    expect(candidateChips(pointAndBox, 2)).toEqual([0, 1, 2, 3]);
+  });
+  it('one point or a box alone: the three candidates (and output 0 only while it is shown)', () => {
+    const one = { points: [{ x: 1, y: 1, label: 1 as const }], box: null };
+    expect(candidateChips(one, 2)).toEqual([1, 2, 3]);
+    expect(candidateChips({ points: [], box: [0, 0, 5, 5] }, 1)).toEqual([1, 2, 3]);
+    expect(candidateChips(one, 0)).toEqual([0, 1, 2, 3]); // e.g. a proposal opened for editing
   });
   it('normalizes drag corners and builds the API payload', () => {
     expect(normalizeBox(30, 40, 10, 5)).toEqual([10, 5, 30, 40]);

@@ -1,5 +1,5 @@
 """Annotate-page fixes from a QA pass, in a real Chromium: the accept-all threshold refuses
-values outside [0, 1] and says so.
+values outside [0, 1] and says so; the "auto" mask chip can be picked again after 1/2/3.
 
 Embeddings are computed before the page opens where a test needs them (no worker).
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.test_annotate import PHOTO, _launch, _login
+from tests.e2e.test_annotate import PHOTO, _attr, _click, _launch, _login, _wait_ready
 from tests.e2e.test_navigation import _built, _message, _project
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -39,5 +39,58 @@ def test_threshold_outside_0_1_is_refused_with_a_message(app_server):
             box.press("Enter")
             page.wait_for_function("!document.getElementById('status-message').textContent.includes('between 0 and 1')")
             assert box.input_value() == "0.5" and box.get_attribute("aria-invalid") is None
+        finally:
+            browser.close()
+
+
+def test_the_auto_chip_comes_back_after_1_2_3(app_server):
+    from playwright.sync_api import sync_playwright
+
+    _built()
+    _, project, (image,) = _project("e2e-qa-auto-chip", photos=(PHOTO,))
+    w, h = image.width, image.height
+    with sync_playwright() as pw:
+        browser = _launch(pw)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            _login(page, app_server, "e2e-qa-auto-chip")
+            page.goto(f"{app_server}/projects/{project.pk}/annotate/?image={image.pk}")
+            _wait_ready(page)
+
+            def decoded_after(action) -> None:
+                n = page.evaluate("window.__samPerf.length")
+                action()
+                page.wait_for_function(f"window.__samPerf.length > {n}")
+
+            def candidate() -> str:
+                return _attr(page, "#mask-canvas", "data-candidate")
+
+            # One point: 1..3, the best one first; 0 brings that automatic choice back.
+            decoded_after(lambda: _click(page, w // 2, h // 2, w, h))
+            first = candidate()
+            assert first in ("1", "2", "3")
+            other = "1" if first != "1" else "2"
+            page.keyboard.press(other)
+            assert candidate() == other
+            page.keyboard.press("0")
+            assert candidate() == first
+
+            # A second (negative) point: the single-mask output "auto" (0) is shown...
+            box = page.locator(".prompt-layer").bounding_box()
+            decoded_after(lambda: page.mouse.click(box["x"] + 5, box["y"] + 5, button="right"))
+            auto = page.locator('#candidate-chips button.chip[data-candidate="0"]')
+            assert candidate() == "0" and "active" in auto.get_attribute("class")
+            # ...and stays a chip after 1/2/3: the key 0 and the chip both bring it back.
+            for key in ("1", "3"):
+                page.keyboard.press(key)
+                assert candidate() == key
+                assert auto.count() == 1 and "active" not in auto.get_attribute("class")
+            page.keyboard.press("0")
+            assert candidate() == "0" and "active" in auto.get_attribute("class")
+            page.keyboard.press("2")
+            auto.click()
+            assert candidate() == "0"
+            assert page.locator("#mask-info").inner_text().startswith(
+                f"Mask: {_attr(page, '#mask-canvas', 'data-mask-pixels')} px, candidate 0")
         finally:
             browser.close()

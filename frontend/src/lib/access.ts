@@ -77,7 +77,7 @@ export function keyCommand(key: string, mods: { ctrl?: boolean; meta?: boolean; 
   switch (key) {
     case 'Escape': return 'clear';
     case 'Enter': return 'save';
-    case '1': case '2': case '3': return 'candidate';
+    case '0': case '1': case '2': case '3': return 'candidate';
     case 'n': case 'N': return 'next';
     case 'p': case 'P': return 'prev';
     case 'Tab': return 'proposal-focus';

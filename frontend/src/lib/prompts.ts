@@ -32,12 +32,26 @@ export function isEmpty(p: Prompts): boolean {
  * -> index 0, the single-mask token, which is trained for unambiguous multi-prompt input.
  */
 export function defaultCandidate(prompts: Prompts, iouPredictions: ArrayLike<number>): number {
-  const n = prompts.points.length;
-  const ambiguous = (n === 1 && prompts.box === null) || (n === 0 && prompts.box !== null);
-  if (!ambiguous) return 0;
+  if (!isAmbiguous(prompts)) return 0;
   let best = 1;
   for (let i = 2; i <= 3; i++) if ((iouPredictions[i] ?? -Infinity) > (iouPredictions[best] ?? -Infinity)) best = i;
   return best;
+}
+
+/** One point alone, or a box alone: SAM's multimask case (the object could be a part or a whole). */
+export function isAmbiguous(prompts: Prompts): boolean {
+  const n = prompts.points.length;
+  return (n === 1 && prompts.box === null) || (n === 0 && prompts.box !== null);
+}
+
+/**
+ * The candidate chips to offer for a step (indices into the 4 decoder outputs): always the
+ * three multimask candidates 1..3, and the single-mask output 0 ("auto") whenever it is the
+ * automatic choice for these prompts (several prompts) or the one shown, so that after
+ * picking 1, 2 or 3 it can be picked again (chip, or key 0: see `defaultCandidate`).
+ */
+export function candidateChips(prompts: Prompts, chosen: number): number[] {
+  return !isAmbiguous(prompts) || chosen === 0 ? [0, 1, 2, 3] : [1, 2, 3];
 }
 
 /** The `prompts` object of the annotation API payload (docs/api.md), in image pixels. */

@@ -45,6 +45,7 @@ import {
 } from './lib/outbox';
 import { LruCache } from './lib/lru';
 import { QuietQueue } from './lib/quiet';
+import { openRetryDelay, openRetryText } from './lib/retry';
 import { decodeRle, encodeRle, type CocoRle } from './lib/rle';
 import {
   chosenMask,
@@ -154,6 +155,8 @@ export class AnnotateApp {
   /** The masks (their steps) with a save queued or in flight: a second Enter on one is ignored. */
   private readonly savesQueued = new Set<Step>();
   private navToken = 0;
+  /** The next automatic try to open an image that failed to open (cleared by any newer open). */
+  private openRetryTimer: number | null = null;
   /** The image being opened and not shown yet, with its info once known: N / P pressed
    * meanwhile step from it, not from the image still shown. */
   private opening: { id: number; info: ImageInfo | null } | null = null;
@@ -299,9 +302,12 @@ export class AnnotateApp {
 
   // Images -------------------------------------------------------------------
 
-  private async openImage(imageId: number): Promise<void> {
+  /** @param attempt how many tries to open this image failed just before (automatic retries). */
+  private async openImage(imageId: number, attempt = 0): Promise<void> {
     const token = ++this.navToken;
     const stale = (): boolean => token !== this.navToken;
+    if (this.openRetryTimer !== null) window.clearTimeout(this.openRetryTimer); // a newer open wins
+    this.openRetryTimer = null;
     this.opening = { id: imageId, info: null };
     this.quiet.clear();
     this.active.reset();
@@ -323,7 +329,8 @@ export class AnnotateApp {
       if (kept.proposals) proposalsP = Promise.resolve(kept.proposals);
     } else {
       this.store.set({
-        steps: [], dragBox: null, embedding: { phase: this.readOnly ? 'idle' : 'loading', detail: '' }, imageError: null, message: null,
+        steps: [], dragBox: null, embedding: { phase: this.readOnly ? 'idle' : 'loading', detail: '' }, imageError: null,
+        message: attempt ? { kind: 'info', text: `Opening image ${imageId} again (attempt ${attempt + 1})…` } : null,
         proposals: [], focusedProposal: null, editingProposal: null, proposalsStatus: 'loading',
       });
       try {
@@ -359,8 +366,18 @@ export class AnnotateApp {
               { text: "Open this project's first image", href: `/projects/${this.config.projectId}/annotate/` });
             return;
           }
-          const text = `Cannot open image ${imageId}: ${errorText(e)}${gone ? '' : ' (N / P or a reload tries again)'}`;
+          // No answer (or a server error): tried again on its own, backing off, until it opens
+          // or another image is asked for; a refusal (403 by role, 4xx) is not.
+          const waitMs = e instanceof ApiError ? openRetryDelay(e.status, e.message, attempt) : openRetryDelay(null, '', attempt);
+          const text = waitMs === null ? `Cannot open image ${imageId}: ${errorText(e)}`
+            : openRetryText(imageId, errorText(e), waitMs, attempt);
           this.store.set({ embedding: { phase: 'failed', detail: '' }, imageError: text, message: { kind: 'error', text }, proposalsStatus: 'unavailable' });
+          if (waitMs !== null) {
+            this.openRetryTimer = window.setTimeout(() => {
+              this.openRetryTimer = null;
+              if (!stale()) void this.openImage(imageId, attempt + 1);
+            }, waitMs);
+          }
         }
         return;
       }

@@ -1,5 +1,6 @@
 """Annotate-page fixes from a QA pass, in a real Chromium: the accept-all threshold refuses
-values outside [0, 1] and says so; the "auto" mask chip can be picked again after 1/2/3.
+values outside [0, 1] and says so; the "auto" mask chip can be picked again after 1/2/3; an
+image that N could not open (no answer from the server) is tried again on its own.
 
 Embeddings are computed before the page opens where a test needs them (no worker).
 """
@@ -9,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from tests.e2e.test_annotate import PHOTO, _attr, _click, _launch, _login, _wait_ready
-from tests.e2e.test_navigation import _built, _message, _project
+from tests.e2e.test_navigation import API, PHOTOS, _built, _message, _project
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -92,5 +93,48 @@ def test_the_auto_chip_comes_back_after_1_2_3(app_server):
             assert candidate() == "0"
             assert page.locator("#mask-info").inner_text().startswith(
                 f"Mask: {_attr(page, '#mask-canvas', 'data-mask-pixels')} px, candidate 0")
+        finally:
+            browser.close()
+
+
+def test_n_that_failed_is_retried_with_backoff(app_server):
+    from playwright.sync_api import sync_playwright
+
+    _built()
+    _, project, (first, second, third) = _project("e2e-qa-open-retry", photos=PHOTOS)
+    with sync_playwright() as pw:
+        browser = _launch(pw)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            _login(page, app_server, "e2e-qa-open-retry")
+            page.goto(f"{app_server}/projects/{project.pk}/annotate/?image={first.pk}&prefetch=0")
+            _wait_ready(page)
+            page.route(API, lambda route: route.abort())  # the server is unreachable
+            page.keyboard.press("n")
+            page.wait_for_function("document.getElementById('status-message').textContent.includes('trying again in 1 s (attempt 2')")
+            assert f"Cannot open image {second.pk}" in _message(page)
+            assert f"Cannot open image {second.pk}" in page.locator("#stage-banner").inner_text()
+            # It keeps trying, waiting longer each time, and says which try is next.
+            page.wait_for_function("document.getElementById('status-message').textContent.includes('trying again in 2 s (attempt 3')",
+                                   timeout=10_000)
+            # The server is back: the image opens with no key pressed.
+            page.unroute(API)
+            page.wait_for_function(f"window.__samDebug.imageId() === {second.pk} && window.__samReady === true",
+                                   timeout=60_000)
+            assert "Cannot open" not in _message(page)
+            assert f"image={second.pk}" in page.url
+
+            # A press while a retry waits takes over: P opens the image before (kept from the
+            # first visit), and the pending retry of the third image never fires.
+            page.route(API, lambda route: route.abort())
+            page.keyboard.press("n")
+            page.wait_for_function(f"document.getElementById('status-message').textContent.includes('Cannot open image {third.pk}')")
+            page.keyboard.press("p")
+            page.wait_for_function(f"window.__samDebug.imageId() === {first.pk} && window.__samReady === true",
+                                   timeout=60_000)
+            page.unroute(API)
+            page.wait_for_timeout(3500)  # past the retries that were pending
+            assert page.evaluate("window.__samDebug.imageId()") == first.pk
+            assert "Cannot open" not in _message(page)
         finally:
             browser.close()

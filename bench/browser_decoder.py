@@ -62,6 +62,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.machine import cpu_model, load_avg  # noqa: E402
 GRABCUT = ROOT.parent / "shared" / "data" / "grabcut"
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -269,14 +270,6 @@ def replay_native(run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]],
 # ---------------------------------------------------------------- machine and versions
 
 def machine_info() -> dict[str, str]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     try:
         chromium = subprocess.run([CHROMIUM, "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
     except (OSError, subprocess.SubprocessError) as exc:
@@ -284,13 +277,9 @@ def machine_info() -> dict[str, str]:
     import onnxruntime
 
     pkg = json.loads((ROOT / "frontend" / "package.json").read_text())
-    return {"cpu": cpu, "cores": str(os.cpu_count()), "chromium": chromium,
+    return {"cpu": cpu_model(), "cores": str(os.cpu_count()), "chromium": chromium,
             "ort_web": pkg.get("dependencies", {}).get("onnxruntime-web", "?"), "ort": onnxruntime.__version__,
             "python": platform.python_version()}
-
-
-def load_avg() -> str:
-    return "/".join(f"{v:.2f}" for v in os.getloadavg())
 
 
 # ---------------------------------------------------------------- stack

@@ -41,6 +41,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.machine import machine  # noqa: E402
 DEFAULT_IMAGES = ROOT.parent / "shared" / "data" / "coco_mval" / "img"
 SDPA_TOLERANCE = 1e-4  # max |sdpa - reference| / max |reference|
 
@@ -329,19 +330,6 @@ def gpu_configs(batch: int) -> list[dict[str, Any]]:
     """ViT-H-sized on CUDA: fp32 vs bf16 autocast, both attentions, batch 1 and ``batch``."""
     return [{"model": "vit_h", "device": "cuda", "backend": "torch", "attention": attn, "precision": prec, "batch": b}
             for prec in ("fp32", "bf16") for attn in ("segment-anything", "sdpa") for b in (1, batch)]
-
-
-def machine() -> str:
-    cpu = "?"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{os.cpu_count()} CPUs ({cpu}), {mem:.0f} GiB RAM, {platform.system()} {platform.release()}"
 
 
 def measure(cfg: dict[str, Any], runs: int, images: list[str], timeout: float) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.machine import machine as _machine  # noqa: E402
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/annotator_bench"
 PROJECT_NAME = "bench: export memory"
 
@@ -218,19 +219,6 @@ def _versions() -> str:
         pg = cur.fetchone()[0]
     return (f"Python {platform.python_version()}, Django {django.get_version()}, PostgreSQL {pg}, "
             f"numpy {numpy.__version__}, pycocotools {getattr(pycocotools, '__version__', '2.0.x')}, OpenCV {cv}")
-
-
-def _machine() -> str:
-    cpu = "?"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{os.cpu_count()} CPUs ({cpu}), {mem:.0f} GiB RAM, {platform.system()} {platform.release()}"
 
 
 def main() -> None:

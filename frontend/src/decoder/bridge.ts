@@ -5,6 +5,7 @@
  * loads back while a decode runs or waits: a prefetch never delays a click's mask.
  */
 import type { DecoderFeeds } from '../lib/feeds';
+import { LatestWinsSlot } from '../lib/latestWins';
 import type { DecodeResult, InitResult, LoadEmbeddingResult, ResultMap, WorkerReply, WorkerRequest } from './protocol';
 
 /** An error the worker reported (or the worker itself crashed). */
@@ -15,13 +16,7 @@ export class DecoderError extends Error {
   }
 }
 
-/** A decode that was skipped because a newer prompt replaced it before it ran. */
-export class SupersededError extends Error {
-  constructor() {
-    super('superseded by a newer prompt');
-    this.name = 'SupersededError';
-  }
-}
+export { SupersededError } from '../lib/latestWins';
 
 type Pending = { resolve: (v: never) => void; reject: (e: Error) => void };
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
@@ -33,13 +28,11 @@ interface QueuedLoad {
   reject: (e: Error) => void;
 }
 
-interface QueuedDecode {
+interface DecodeJob {
   key: number;
   height: number;
   width: number;
   feeds: DecoderFeeds;
-  resolve: (r: DecodeResult) => void;
-  reject: (e: Error) => void;
 }
 
 export class DecoderBridge {
@@ -48,7 +41,7 @@ export class DecoderBridge {
   private readonly pending = new Map<number, Pending>();
   private readonly loadedKeys = new Set<number>();
   private decodeRunning = false;
-  private queued: QueuedDecode | null = null;
+  private readonly decodes = new LatestWinsSlot<DecodeJob, DecodeResult>();
   /** Embedding loads not yet sent: the worker's fp16 -> float32 conversion blocks it for
    * tens of ms, so one is sent only when no decode runs or waits (decodes go first). */
   private readonly loads: QueuedLoad[] = [];
@@ -88,11 +81,9 @@ export class DecoderBridge {
    * The feeds' buffers are transferred to the worker.
    */
   decode(key: number, height: number, width: number, feeds: DecoderFeeds): Promise<DecodeResult> {
-    return new Promise<DecodeResult>((resolve, reject) => {
-      if (this.queued) this.queued.reject(new SupersededError());
-      this.queued = { key, height, width, feeds, resolve, reject };
-      this.pump();
-    });
+    const result = this.decodes.offer({ key, height, width, feeds });
+    this.pump();
+    return result;
   }
 
   terminate(): void {
@@ -103,23 +94,24 @@ export class DecoderBridge {
   /** Sends the next request when the worker is free: the waiting decode, else the oldest load. */
   private pump(): void {
     if (this.decodeRunning) return;
-    if (!this.queued) {
+    if (!this.decodes.hasWaiting) {
       if (!this.loadRunning) this.pumpLoad();
       return;
     }
     // A decode goes at once even while a load is in the worker: the worker runs requests in
     // order, so it starts the moment the conversion ends.
-    const q = this.queued;
-    this.queued = null;
     this.decodeRunning = true;
-    const f = q.feeds;
-    const transfer = [f.point_coords.buffer, f.point_labels.buffer, f.mask_input.buffer, f.has_mask_input.buffer, f.orig_im_size.buffer];
-    this.request<'decode'>({ type: 'decode', key: q.key, height: q.height, width: q.width, feeds: f }, transfer)
-      .then(q.resolve, q.reject)
-      .finally(() => {
+    this.decodes.runNext(
+      (q) => {
+        const f = q.feeds;
+        const transfer = [f.point_coords.buffer, f.point_labels.buffer, f.mask_input.buffer, f.has_mask_input.buffer, f.orig_im_size.buffer];
+        return this.request<'decode'>({ type: 'decode', key: q.key, height: q.height, width: q.width, feeds: f }, transfer);
+      },
+      () => {
         this.decodeRunning = false;
         this.pump();
-      });
+      },
+    );
   }
 
   private pumpLoad(): void {
@@ -167,10 +159,7 @@ export class DecoderBridge {
   private failAll(err: Error): void {
     for (const p of this.pending.values()) p.reject(err);
     this.pending.clear();
-    if (this.queued) {
-      this.queued.reject(err);
-      this.queued = null;
-    }
+    this.decodes.fail(err);
     for (const l of this.loads.splice(0)) l.reject(err);
   }
 }

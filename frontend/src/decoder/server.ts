@@ -10,7 +10,7 @@ import { scaleTo1024 } from '../lib/coords';
 import { LOW_RES_SIZE, type DecoderFeeds } from '../lib/feeds';
 import { fp16ToFloat32 } from '../lib/fp16';
 import { stringToCounts, type CocoRle } from '../lib/rle';
-import { SupersededError } from './bridge';
+import { LatestWinsSlot } from '../lib/latestWins';
 import type { DecodeResult } from './protocol';
 
 const CANDIDATES = 4;
@@ -153,13 +153,11 @@ export function responseToResult(r: DecodePromptResponse, height: number, width:
   };
 }
 
-interface QueuedDecode {
+interface DecodeJob {
   key: number;
   height: number;
   width: number;
   feeds: DecoderFeeds;
-  resolve: (r: DecodeResult) => void;
-  reject: (e: Error) => void;
 }
 
 export interface ServerDecoderOptions {
@@ -171,7 +169,7 @@ export interface ServerDecoderOptions {
 
 export class ServerDecoder {
   private running = false;
-  private queued: QueuedDecode | null = null;
+  private readonly decodes = new LatestWinsSlot<DecodeJob, DecodeResult>();
   private readonly post: NonNullable<ServerDecoderOptions['post']>;
 
   /** @param modelId the model of the decoder the page holds (the server refuses another: 409). */
@@ -189,27 +187,24 @@ export class ServerDecoder {
    * `totalMs` the whole round trip seen from the page (request, server, RLE decoding).
    */
   decode(key: number, height: number, width: number, feeds: DecoderFeeds): Promise<DecodeResult> {
-    return new Promise<DecodeResult>((resolve, reject) => {
-      if (this.queued) this.queued.reject(new SupersededError());
-      this.queued = { key, height, width, feeds, resolve, reject };
-      this.pump();
-    });
+    const result = this.decodes.offer({ key, height, width, feeds });
+    this.pump();
+    return result;
   }
 
   private pump(): void {
-    if (this.running || !this.queued) return;
-    const q = this.queued;
-    this.queued = null;
+    if (this.running || !this.decodes.hasWaiting) return;
     this.running = true;
-    this.run(q)
-      .then(q.resolve, q.reject)
-      .finally(() => {
+    this.decodes.runNext(
+      (q) => this.run(q),
+      () => {
         this.running = false;
         this.pump();
-      });
+      },
+    );
   }
 
-  private async run(q: QueuedDecode): Promise<DecodeResult> {
+  private async run(q: DecodeJob): Promise<DecodeResult> {
     const t0 = performance.now();
     const body: DecodePromptBody = { ...feedsToPrompt(q.feeds, q.height, q.width), model_id: this.modelId() };
     if (this.options.quantized) body.quantized = true;

@@ -223,7 +223,7 @@ class ImageDetailView(APIView):
     @extend_schema(responses=ImageDetailOutput)
     def get(self, request, image_id: int):
         image = selectors.image_get(user=request.user, image_id=image_id)
-        image.prev_id, image.next_id = selectors.image_neighbours(image=image)
+        image.prev_id, image.next_id, image.neighbour_order = selectors.image_navigation(user=request.user, image=image)
         return Response(ImageDetailOutput(image).data)
 
 

@@ -36,7 +36,7 @@ GROUP_BY = OpenApiParameter("group_by", str, enum=list(stats.GROUPS), default="u
 
 def _image_detail(request, image: Image) -> dict:
     image = selectors.image_get(user=request.user, image_id=image.pk)
-    image.prev_id, image.next_id = selectors.image_neighbours(image=image)
+    image.prev_id, image.next_id, image.neighbour_order = selectors.image_navigation(user=request.user, image=image)
     return ImageDetailOutput(image).data
 
 

@@ -47,6 +47,19 @@ def image_neighbours(*, image: Image) -> tuple[int | None, int | None]:
     return prev, nxt
 
 
+def image_navigation(*, user, image: Image) -> tuple[int | None, int | None, str]:
+    """(previous id, next id, order) that the annotate page's P / N follow from ``image``:
+    for a member whose role is annotator, the neighbours in their work queue's order
+    (``"queue"``, workflow.queue_neighbours); for everyone else, by id in the project
+    (``"project"``)."""
+    from .permissions import project_role
+    from .workflow import queue_neighbours
+
+    if not user.is_superuser and project_role(user=user, project_id=image.project_id) == Membership.Role.ANNOTATOR:
+        return (*queue_neighbours(user=user, image=image), "queue")
+    return (*image_neighbours(image=image), "project")
+
+
 def annotation_get(*, user, annotation_id: int) -> Annotation:
     qs = Annotation.objects.select_related("image", "category", "author")
     if not user.is_superuser:

@@ -229,10 +229,13 @@ class ImageOutput(serializers.ModelSerializer):
 class ImageDetailOutput(ImageOutput):
     prev_id = serializers.IntegerField(read_only=True, allow_null=True)
     next_id = serializers.IntegerField(read_only=True, allow_null=True)
+    neighbour_order = serializers.ChoiceField(
+        choices=["queue", "project"], read_only=True, default="project",
+        help_text="what prev_id / next_id follow: the caller's work queue (annotators) or the project's image ids")
     last_review = serializers.SerializerMethodField(help_text="the latest review verdict on the image, or null")
 
     class Meta(ImageOutput.Meta):
-        fields = ImageOutput.Meta.fields + ["prev_id", "next_id", "last_review"]
+        fields = ImageOutput.Meta.fields + ["prev_id", "next_id", "neighbour_order", "last_review"]
 
     def get_last_review(self, obj) -> dict | None:
         review = obj.reviews.select_related("reviewer").first()

@@ -125,13 +125,7 @@ def queue_next(*, user, project: Project) -> Image | None:
         return _lease_write(image_id=held.pk, user=user, now=now)
     for _ in range(10):
         candidate = (
-            Image.objects.filter(project=project, status__in=WORKABLE)
-            .exclude(embedding_status=Image.EmbeddingStatus.FAILED)
-            .filter(Q(assignee__isnull=True) | Q(assignee=user))
-            .filter(_free_for(user, now))
-            .annotate(priority=Case(When(status=S.REJECTED, assignee=user, then=Value(0)),
-                                    When(assignee=user, then=Value(1)), default=Value(2),
-                                    output_field=IntegerField()))
+            _queue(user=user, project_id=project.pk, now=now)
             .order_by("priority", "id")
             .select_for_update(skip_locked=True)
             .values_list("pk", flat=True)
@@ -143,6 +137,35 @@ def queue_next(*, user, project: Project) -> Image | None:
         if image is not None:
             return image
     return None  # lost every race: the caller may ask again
+
+
+def _queue(*, user, project_id: int, now: datetime):
+    """The images of ``user``'s queue in the project, each annotated with its ``priority``
+    (0 rejected back to them, 1 assigned to them, 2 open); the queue's order is
+    (priority, id). Images with a failed embedding, or leased by someone else, are not in it."""
+    return (
+        Image.objects.filter(project_id=project_id, status__in=WORKABLE)
+        .exclude(embedding_status=Image.EmbeddingStatus.FAILED)
+        .filter(Q(assignee__isnull=True) | Q(assignee=user))
+        .filter(_free_for(user, now))
+        .annotate(priority=Case(When(status=S.REJECTED, assignee=user, then=Value(0)),
+                                When(assignee=user, then=Value(1)), default=Value(2),
+                                output_field=IntegerField()))
+    )
+
+
+def queue_neighbours(*, user, image: Image) -> tuple[int | None, int | None]:
+    """(previous id, next id) of ``image`` in ``user``'s queue order (see :func:`queue_next`),
+    among the images of the queue now; nothing is leased. An image that is not in the queue
+    (done, someone else's) is placed where its priority and id would put it."""
+    mine = image.assignee_id is not None and image.assignee_id == user.pk
+    priority = 0 if mine and image.status == S.REJECTED else 1 if mine else 2
+    queue = _queue(user=user, project_id=image.project_id, now=timezone.now()).exclude(pk=image.pk)
+    nxt = (queue.filter(Q(priority__gt=priority) | Q(priority=priority, id__gt=image.pk))
+           .order_by("priority", "id").values_list("pk", flat=True).first())
+    prev = (queue.filter(Q(priority__lt=priority) | Q(priority=priority, id__lt=image.pk))
+            .order_by("-priority", "-id").values_list("pk", flat=True).first())
+    return prev, nxt
 
 
 def _lease_write(*, image_id: int, user, now: datetime) -> Image | None:

@@ -65,6 +65,8 @@ export interface ImageInfo {
   proposals_error?: string;
   next_id?: number | null;
   prev_id?: number | null;
+  /** What next_id / prev_id follow: the caller's work queue (annotators) or the project's ids. */
+  neighbour_order?: 'queue' | 'project';
   status?: WorkStatus;
   assignee?: string | null;
   done_by?: string | null;

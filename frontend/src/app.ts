@@ -44,6 +44,7 @@ import {
   type SendOutcome,
 } from './lib/outbox';
 import { LruCache } from './lib/lru';
+import { navigationTarget, NavHistory } from './lib/history';
 import { QuietQueue } from './lib/quiet';
 import { openRetryDelay, openRetryText } from './lib/retry';
 import { decodeRle, encodeRle, type CocoRle } from './lib/rle';
@@ -155,6 +156,8 @@ export class AnnotateApp {
   /** The masks (their steps) with a save queued or in flight: a second Enter on one is ignored. */
   private readonly savesQueued = new Set<Step>();
   private navToken = 0;
+  /** The images N (and Done) left, for P on an annotator's page (lib/history.ts). */
+  private readonly history = new NavHistory();
   /** The next automatic try to open an image that failed to open (cleared by any newer open). */
   private openRetryTimer: number | null = null;
   /** The image being opened and not shown yet, with its info once known: N / P pressed
@@ -647,6 +650,8 @@ export class AnnotateApp {
     try {
       const next = await this.work.done(image.id);
       if (next) {
+        this.history.push(image.id); // P comes back to the image just done
+        this.store.set({ backHistory: this.history.size });
         await this.openImage(next.id);
         this.store.set({ message: { kind: 'info', text: `Image #${image.id} done; next from your queue: #${next.id}.` } });
       } else {
@@ -669,13 +674,20 @@ export class AnnotateApp {
       return true;
     }
     const img = opening ? opening.info : this.store.get().image;
-    const id = dir === 'next' ? img?.next_id : img?.prev_id;
-    if (!id) {
+    // An annotator's N follows their work queue (the server gives next_id in queue order) and
+    // P goes back the way they came; other roles walk the project's images by id.
+    const target = navigationTarget(dir, img, this.history.peek());
+    if (!target) {
       this.queuedMoves = [];
-      this.store.set({ message: { kind: 'info', text: dir === 'next' ? 'This is the last image.' : 'This is the first image.' } });
+      const end = dir === 'next' ? 'last' : 'first';
+      const text = img?.neighbour_order === 'queue' ? `This is the ${end} image of your queue.` : `This is the ${end} image.`;
+      this.store.set({ message: { kind: 'info', text } });
       return false;
     }
-    void this.openImage(id);
+    if (target.fromHistory) this.history.pop();
+    else if (dir === 'next' && img) this.history.push(img.id);
+    this.store.set({ backHistory: this.history.size });
+    void this.openImage(target.id);
     return true;
   }
 

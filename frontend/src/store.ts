@@ -84,6 +84,8 @@ export interface AnnotateState {
   proposalsStatus: 'none' | 'pending' | 'running' | 'ready' | 'failed' | 'loading' | 'unavailable';
   /** The work-queue lease on the current image, as this page knows it (work.ts). */
   work: WorkState;
+  /** How many images P can go back to in this page's history (annotators; lib/history.ts). */
+  backHistory: number;
 }
 
 export interface WorkState {
@@ -121,6 +123,7 @@ export const initialState: AnnotateState = {
   prefillThreshold: 0.95,
   proposalsStatus: 'none',
   work: { lease: 'none', holder: null, until: null, note: null, finishing: false },
+  backHistory: 0,
 };
 
 export type Listener = (state: AnnotateState, prev: AnnotateState) => void;

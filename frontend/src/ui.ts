@@ -184,12 +184,15 @@ export class Panel {
   private render(s: AnnotateState, prev: AnnotateState): void {
     if (s.project !== prev.project) this.renderCategories(s);
     if (s.categoryId !== prev.categoryId || s.project !== prev.project) this.renderCategorySelection(s);
-    if (s.image !== prev.image || s.project !== prev.project || s.imageError !== prev.imageError) {
+    if (s.image !== prev.image || s.project !== prev.project || s.imageError !== prev.imageError || s.backHistory !== prev.backHistory) {
       this.projectName.textContent = s.project?.name ?? '';
       this.imageName.textContent = s.image ? `${s.image.file_name}  (#${s.image.id})` : s.imageError ? 'no image open' : 'loading…';
       this.imageName.title = s.image ? `${s.image.width}×${s.image.height}` : '';
-      this.prevBtn.disabled = !s.image?.prev_id;
+      const queue = s.image?.neighbour_order === 'queue';
+      this.prevBtn.disabled = !s.image?.prev_id && !(queue && s.backHistory > 0);
       this.nextBtn.disabled = !s.image?.next_id;
+      this.prevBtn.title = queue ? 'Back to the image before (P)' : 'Previous image (P)';
+      this.nextBtn.title = queue ? 'Next image of your queue (N)' : 'Next image (N)';
     }
     if (s.steps !== prev.steps) this.renderChips(s);
     if (s.saved !== prev.saved || s.project !== prev.project) this.renderAnnotations(s);

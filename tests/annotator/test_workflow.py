@@ -154,6 +154,49 @@ def test_queue_order_reload_and_assignment():
 
 
 @pytest.mark.django_db
+def test_annotators_step_through_their_queue_managers_through_the_project():
+    """An image's prev_id / next_id (what N / P of the annotate page follow) are, for an
+    annotator, its neighbours in their queue's order (rejected back to them, assigned to
+    them, open ones; each by id) among the images they could work on; for other roles, by
+    id in the project."""
+    project, people = team(photos=PHOTOS[:6])
+    a, b = people["ann0"], people["ann1"]
+    i1, i2, i3, i4, i5, i6 = Image.objects.filter(project=project).order_by("id")
+    Image.objects.filter(pk=i1.pk).update(assignee=b)  # b's, not a's
+    Image.objects.filter(pk=i4.pk).update(assignee=a)  # a's own: first in a's queue
+    Image.objects.filter(pk=i6.pk).update(status="done", done_by=a)  # waiting for review
+    # Someone else holds i5 for now.
+    Image.objects.filter(pk=i5.pk).update(lease_holder=b, lease_expires_at=timezone.now() + timedelta(minutes=5))
+    ca, cm = client_for(a), client_for(people["manager"])
+
+    def hops(client, image) -> tuple:
+        body = client.get(f"/api/images/{image.pk}/").json()
+        return body["prev_id"], body["next_id"], body["neighbour_order"]
+
+    # a's queue: i4 (assigned to a), then the open i2, i3 (i1 is b's, i5 leased by b, i6 done).
+    assert ca.post(f"/api/projects/{project.pk}/queue/next").json()["id"] == i4.pk
+    assert hops(ca, i4) == (None, i2.pk, "queue")
+    assert hops(ca, i2) == (i4.pk, i3.pk, "queue")
+    assert hops(ca, i3) == (i2.pk, None, "queue")
+    # An image outside a's queue (b's, done) still has its place in that order.
+    assert hops(ca, i1) == (i4.pk, i2.pk, "queue")
+    assert hops(ca, i6) == (i3.pk, None, "queue")
+    # Rejected back to a comes first of all.
+    Image.objects.filter(pk=i3.pk).update(status="rejected", assignee=a)
+    assert hops(ca, i3) == (None, i4.pk, "queue")
+    assert hops(ca, i4) == (i3.pk, i2.pk, "queue")
+    # Once b's lease lapses, i5 is a's to take.
+    Image.objects.filter(pk=i5.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    assert hops(ca, i2) == (i4.pk, i5.pk, "queue")
+    # queue/next and done answer with the same neighbours.
+    assert ca.post(f"/api/projects/{project.pk}/queue/next").json()["next_id"] == i2.pk
+    # Managers (and admins, reviewers) keep the project's order.
+    assert hops(cm, i2) == (i1.pk, i3.pk, "project")
+    assert hops(cm, i6) == (i5.pk, None, "project")
+    assert hops(client_for(people["reviewer"]), i4) == (i3.pk, i5.pk, "project")
+
+
+@pytest.mark.django_db
 def test_lease_expiry_heartbeat_and_release(settings):
     settings.ANNOTATOR_LEASE_SECONDS = 600
     project, people = team(photos=PHOTOS[:1])

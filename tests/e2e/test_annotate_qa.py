@@ -1,6 +1,7 @@
 """Annotate-page fixes from a QA pass, in a real Chromium: the accept-all threshold refuses
 values outside [0, 1] and says so; the "auto" mask chip can be picked again after 1/2/3; an
-image that N could not open (no answer from the server) is tried again on its own.
+image that N could not open (no answer from the server) is tried again on its own; an
+annotator's N follows their work queue and P goes back the way they came.
 
 Embeddings are computed before the page opens where a test needs them (no worker).
 """
@@ -9,8 +10,11 @@ from __future__ import annotations
 
 import pytest
 
+from annotator.core import services
+from annotator.core.models import Image
 from tests.e2e.test_annotate import PHOTO, _attr, _click, _launch, _login, _wait_ready
-from tests.e2e.test_navigation import API, PHOTOS, _built, _message, _project
+from tests.e2e.test_navigation import API, MANY, PHOTOS, _built, _message, _project
+from tests.factories import UserFactory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -136,5 +140,57 @@ def test_n_that_failed_is_retried_with_backoff(app_server):
             page.wait_for_timeout(3500)  # past the retries that were pending
             assert page.evaluate("window.__samDebug.imageId()") == first.pk
             assert "Cannot open" not in _message(page)
+        finally:
+            browser.close()
+
+
+def test_annotators_n_follows_their_queue_and_p_goes_back(app_server):
+    from playwright.sync_api import sync_playwright
+
+    _built()
+    _, project, (i1, i2, i3, i4) = _project("e2e-qa-queue-owner", photos=MANY[:4], embed=False)
+    annotator, other = UserFactory(username="e2e-qa-queue-ann"), UserFactory(username="e2e-qa-queue-other")
+    services.project_add_member(project=project, user=annotator, role="annotator")
+    services.project_add_member(project=project, user=other, role="annotator")
+    Image.objects.filter(pk=i1.pk).update(assignee=other)  # not in the annotator's queue
+    Image.objects.filter(pk=i3.pk).update(assignee=annotator)  # first in it
+    # The annotator's queue: i3 (assigned to them), then the open i2, i4. Project order: i1..i4.
+    with sync_playwright() as pw:
+        browser = _launch(pw)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+
+            def shown(image) -> None:
+                page.wait_for_function(f"window.__samDebug.imageId() === {image.pk}", timeout=30_000)
+
+            def press(key: str, image) -> None:
+                page.keyboard.press(key)
+                shown(image)
+
+            _login(page, app_server, "e2e-qa-queue-ann")
+            page.goto(f"{app_server}/projects/{project.pk}/annotate/")  # starts at the queue's first
+            shown(i3)
+            assert page.locator("#next-btn").get_attribute("title") == "Next image of your queue (N)"
+            assert page.locator("#prev-btn").is_disabled()  # nothing before i3 in the queue, no history
+            press("n", i2)  # the project's next would be i4
+            press("n", i4)
+            page.keyboard.press("n")
+            page.wait_for_function("document.getElementById('status-message').textContent.includes('last image of your queue')")
+            assert page.evaluate("window.__samDebug.imageId()") == i4.pk
+            press("p", i2)  # back the way it came, not the project's previous (i3)
+            press("p", i3)
+            page.keyboard.press("p")
+            page.wait_for_function("document.getElementById('status-message').textContent.includes('first image of your queue')")
+            assert page.evaluate("window.__samDebug.imageId()") == i3.pk
+
+            # The project's admin walks the project's images by id.
+            page.context.clear_cookies()
+            _login(page, app_server, "e2e-qa-queue-owner")
+            page.goto(f"{app_server}/projects/{project.pk}/annotate/?image={i2.pk}")
+            shown(i2)
+            assert page.locator("#next-btn").get_attribute("title") == "Next image (N)"
+            press("n", i3)
+            press("n", i4)
+            press("p", i3)
         finally:
             browser.close()

@@ -54,6 +54,7 @@ import {
   currentStep,
   focusedProposal,
   isReady,
+  saveBlocker,
   shownStep,
   Store,
   type ProposalMask,
@@ -1040,8 +1041,9 @@ export class AnnotateApp {
     const step = currentStep(s);
     const m = chosenMask(s);
     if (!image || !this.mayWrite()) return Promise.resolve();
-    if (!step?.result || !m || m.area === 0) {
-      this.store.set({ message: { kind: 'info', text: step && !step.result ? 'Wait for the mask to update.' : 'Nothing to save: click the object first.' } });
+    const blocked = saveBlocker(s);
+    if (blocked !== null || !step?.result || !m) {
+      this.store.set({ message: { kind: 'info', text: blocked ?? 'Wait for the mask to update.' } });
       return Promise.resolve();
     }
     // A project without categories saves unlabelled masks (the API allows category null).

@@ -185,6 +185,20 @@ export function chosenMask(s: AnnotateState): { mask: Uint8Array; index: number;
   };
 }
 
+/**
+ * Why Enter cannot save the current mask (the status line's text), or null when it can:
+ * no prompt yet, the newest prompt still decoding, or a decoded mask with no pixel (a click
+ * the model answered with an empty mask: the user did click, so say what to do next).
+ */
+export function saveBlocker(s: AnnotateState): string | null {
+  const step = currentStep(s);
+  if (!step) return 'Nothing to save: click the object first.';
+  if (!step.result) return 'Wait for the mask to update.';
+  const m = chosenMask(s);
+  if (!m || m.area === 0) return 'The mask is empty (0 px): click inside the object again, or pick another candidate (1 / 2 / 3).';
+  return null;
+}
+
 export function categoryById(s: AnnotateState, id: number | null): Category | null {
   return s.project?.categories.find((c) => c.id === id) ?? null;
 }

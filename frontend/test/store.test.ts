@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { DecodeResult } from '../src/decoder/protocol';
-import { chosenMask, currentPrompts, initialState, isReady, shownStep, Store, type Step } from '../src/store';
+import { chosenMask, currentPrompts, initialState, isReady, saveBlocker, shownStep, Store, type Step } from '../src/store';
 
 function result(h: number, w: number, areas: number[]): DecodeResult {
   const masks = new Uint8Array(4 * h * w);
@@ -39,5 +39,15 @@ describe('store', () => {
     const image = { id: 1 } as never;
     expect(isReady({ ...initialState, decoder: ready, embedding: ready, image })).toBe(true);
     expect(isReady({ ...initialState, decoder: ready, embedding: { phase: 'pending', detail: '' }, image })).toBe(false);
+  });
+
+  it('says why Enter cannot save: no prompt, a decode pending, or an empty mask (not "click the object first" after a click)', () => {
+    const click = { points: [{ x: 1, y: 1, label: 1 as const }], box: null };
+    expect(saveBlocker(initialState)).toBe('Nothing to save: click the object first.');
+    expect(saveBlocker({ ...initialState, steps: [{ prompts: click, result: null, chosen: 0 }] })).toBe('Wait for the mask to update.');
+    const empty = saveBlocker({ ...initialState, steps: [{ prompts: click, result: result(2, 3, [0, 0, 0, 0]), chosen: 1 }] });
+    expect(empty).toMatch(/^The mask is empty/);
+    expect(empty).not.toMatch(/click the object first/);
+    expect(saveBlocker({ ...initialState, steps: [{ prompts: click, result: result(2, 3, [1, 2, 3, 4]), chosen: 1 }] })).toBeNull();
   });
 });

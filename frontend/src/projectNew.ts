@@ -3,7 +3,7 @@
  * judges the input; its errors are shown next to their fields. On success the browser goes
  * to the new project's upload page. */
 import { ApiError, createProject, listModels, setApiRoot, type ModelInfo } from './api';
-import { nextCategoryColor, projectFormErrors, projectRequest, type CategoryRow, type ProjectFormErrors } from './lib/projectForm';
+import { duplicateCategoryRows, nextCategoryColor, projectFormErrors, projectRequest, type CategoryRow, type ProjectFormErrors } from './lib/projectForm';
 
 declare global {
   interface Window {
@@ -122,6 +122,13 @@ async function create(): Promise<void> {
     modelVersion: modelSelect.value ? Number(modelSelect.value) : null,
     prefillEnabled: prefillInput.checked,
   });
+  const repeated = duplicateCategoryRows(rowValues());
+  if (repeated.size) {
+    // The API would keep only the first of them (and its colour): ask instead of dropping one.
+    showErrors({ name: [], model_version: [], prefill_enabled: [], categories: [], categoryRows: repeated, other: [] });
+    form.querySelector<HTMLElement>('li.invalid input.category-name')?.focus();
+    return;
+  }
   window.__projectNewLastBody = request.body;
   submit.disabled = true;
   formStatus.textContent = 'Creating…';

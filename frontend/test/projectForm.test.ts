@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { nextCategoryColor, projectFormErrors, projectRequest } from '../src/lib/projectForm';
+import { duplicateCategoryRows, nextCategoryColor, projectFormErrors, projectRequest } from '../src/lib/projectForm';
 
 const PALETTE = ['#e6194b', '#3cb44b', '#4363d8'];
 
@@ -78,5 +78,24 @@ describe('colours offered for new rows', () => {
   });
   it('refuses an empty palette', () => {
     expect(() => nextCategoryColor([], [])).toThrow(/empty palette/);
+  });
+});
+
+describe('repeated label names in the form', () => {
+  it('flag every row that repeats an earlier one (trimmed), on that row, naming the first', () => {
+    const dupes = duplicateCategoryRows([
+      { name: 'car', color: '#e6194b' },
+      { name: 'wheel', color: '#3cb44b' },
+      { name: ' car ', color: '#4363d8' },
+      { name: '', color: '#000000' },
+      { name: '  ', color: '#000000' },
+      { name: 'car', color: '#000000' },
+    ]);
+    expect([...dupes.keys()]).toEqual([2, 5]);
+    expect(dupes.get(2)).toEqual(['"car" is already label 1: remove this row or rename it.']);
+  });
+
+  it('none for distinct names (case counts: the server keeps "Car" and "car" apart)', () => {
+    expect(duplicateCategoryRows([{ name: 'car', color: '#e6194b' }, { name: 'Car', color: '#3cb44b' }]).size).toBe(0);
   });
 });

@@ -51,6 +51,27 @@ export function projectRequest(state: ProjectFormState): ProjectRequest {
   };
 }
 
+/**
+ * Rows that repeat the (trimmed) name of an earlier row, each with its message. The API
+ * skips a repeated name silently (docs/api.md), which would drop the row and the colour
+ * picked for it; the form asks the user to resolve it instead. Names are compared as the
+ * server does: exactly, so "Car" and "car" are two labels.
+ *
+ * @returns form row index -> messages (the same shape as `ProjectFormErrors.categoryRows`).
+ */
+export function duplicateCategoryRows(rows: CategoryRow[]): Map<number, string[]> {
+  const first = new Map<string, number>();
+  const out = new Map<number, string[]>();
+  rows.forEach((row, i) => {
+    const name = row.name.trim();
+    if (!name) return;
+    const seen = first.get(name);
+    if (seen === undefined) first.set(name, i);
+    else out.set(i, [`"${name}" is already label ${seen + 1}: remove this row or rename it.`]);
+  });
+  return out;
+}
+
 export interface ProjectFormErrors {
   name: string[];
   model_version: string[];

@@ -63,6 +63,7 @@ def prefill_params(*, project: Project):
 def prefill_settings_update(*, project: Project, user, enabled: bool | None = None,
                             params: dict[str, Any] | None = None) -> Project:
     """Turn pre-fill on/off and change generator parameters (merged into the stored ones).
+    Turning it off also cancels the generation of the project's images still queued.
 
     Raises:
         ValidationError: unknown parameters or values of the wrong type or out of range, as
@@ -86,6 +87,11 @@ def prefill_settings_update(*, project: Project, user, enabled: bool | None = No
     if enabled is not None:
         project.prefill_enabled = bool(enabled)
     project.save(update_fields=["automatic_params", "prefill_enabled"])
+    if enabled is not None and not enabled:
+        # Turned off: images still waiting in the queue are not generated (their tasks see
+        # "none" and skip them); one a worker is running now finishes.
+        Image.objects.filter(project=project, proposals_status=Image.ProposalsStatus.PENDING).update(
+            proposals_status=Image.ProposalsStatus.NONE)
     return project
 
 

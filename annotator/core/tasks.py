@@ -83,6 +83,10 @@ def generate_proposals(self, image_id: int) -> None:
     if image is None:
         log.info("generate_proposals: image %s no longer exists", image_id)
         return
+    if image.proposals_status == Image.ProposalsStatus.NONE:
+        # Queued, then cancelled: the project's pre-fill was turned off meanwhile.
+        log.info("generate_proposals: image %s was taken off the queue (pre-fill turned off)", image_id)
+        return
     try:
         proposals_generate(image=image)
     except engine.ImageError as exc:

@@ -350,3 +350,36 @@ def test_run_queues_embedded_images_once(api_client, project, image, django_capt
             third = api_client.post(f"/api/projects/{project.pk}/prefill/run", {"image_ids": [image.pk]},
                                     format="json")
         assert third.json() == {"queued": 1} and enqueue.call_count == 2
+
+
+def test_turning_prefill_off_cancels_the_images_still_queued(api_client, project, image,
+                                                             django_capture_on_commit_callbacks):
+    """Found by the QA pass: after PATCH {"enabled": false} the worker still ran every queued
+    image of the project (minutes of CPU each with the shipped model) ahead of other projects'
+    images. Now the queued ones go back to "none" and their tasks skip them; a run asked for
+    afterwards (POST .../prefill/run, allowed while off) still generates."""
+    from unittest import mock
+
+    from annotator.core.tasks import generate_proposals
+
+    Image.objects.filter(pk=image.pk).update(embedding_status="ready")
+    with mock.patch("annotator.core.prefill._enqueue"):
+        with django_capture_on_commit_callbacks(execute=True):
+            prefill.prefill_request(image_ids=[image.pk])
+    assert Image.objects.get(pk=image.pk).proposals_status == "pending"
+
+    res = api_client.patch(f"/api/projects/{project.pk}/prefill", {"enabled": False}, format="json")
+    assert res.status_code == 200
+    assert res.json()["images"]["pending"] == 0
+    assert Image.objects.get(pk=image.pk).proposals_status == "none"
+    with mock.patch("annotator.core.prefill.proposals_generate") as generate:
+        generate_proposals(image.pk)  # the task already in the broker
+    generate.assert_not_called()
+
+    with mock.patch("annotator.core.prefill._enqueue") as enqueue:
+        with django_capture_on_commit_callbacks(execute=True):
+            assert api_client.post(f"/api/projects/{project.pk}/prefill/run", {}, format="json").json() == {"queued": 1}
+        enqueue.assert_called_once_with([image.pk])
+    with mock.patch("annotator.core.prefill.proposals_generate") as generate:
+        generate_proposals(image.pk)
+    generate.assert_called_once()

@@ -1088,8 +1088,8 @@ export class AnnotateApp {
       } else {
         // Kept in IndexedDB before it is sent: a failure (or no answer within SAVE_TIMEOUT_MS)
         // leaves it there, shown as unsaved and retried until the server has it (even after a reload).
-        const outcome = await this.outbox!.submit({ key: newClientKey(), projectId: image.project, imageId: image.id,
-          body });
+        const key = newClientKey();
+        const outcome = await this.outbox!.submit({ key, projectId: image.project, imageId: image.id, body });
         if (outcome.kind !== 'stored') {
           const shown = stillShown();
           if (shown) this.active.reset();
@@ -1097,7 +1097,7 @@ export class AnnotateApp {
             saving: false,
             ...(shown ? { steps: [] } : {}),
             message: outcome.kind === 'retry'
-              ? { kind: 'error', text: `Not saved on the server yet (${outcome.error}): the mask is kept in this browser and sent again automatically.` }
+              ? { kind: 'error', text: `Not saved on the server yet (${outcome.error}): the mask is kept in this browser and sent again automatically.`, outboxKey: key }
               : { kind: 'error', text: `Save refused: ${outcome.error}` },
           });
           return;
@@ -1165,9 +1165,15 @@ export class AnnotateApp {
     if (!this.mayWrite()) return { kind: 'retry', error: 'read-only page' };
     try {
       const annotation = await createAnnotation(entry.imageId, { ...entry.body, client_key: entry.key }, SAVE_TIMEOUT_MS);
-      // Shown at once if it belongs to the open image (a retry that landed while it was open).
-      this.store.set((s) => (s.image?.id === annotation.image && !s.saved.some((m) => m.annotation.id === annotation.id)
-        ? { saved: [...s.saved, toSaved(annotation)] } : {}));
+      // Shown at once if it belongs to the open image (a retry that landed while it was open);
+      // the status line's "Not saved on the server yet" about this save says it landed.
+      this.store.set((s) => ({
+        ...(s.image?.id === annotation.image && !s.saved.some((m) => m.annotation.id === annotation.id)
+          ? { saved: [...s.saved, toSaved(annotation)] } : {}),
+        ...(s.message?.outboxKey === entry.key
+          ? { message: { kind: 'info' as const, text: `Saved annotation #${annotation.id} (${annotation.area} px): the mask kept in this browser reached the server.` } }
+          : {}),
+      }));
       return { kind: 'stored', result: annotation };
     } catch (e) {
       const status = e instanceof ApiError ? e.status : 0;

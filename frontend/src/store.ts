@@ -47,6 +47,8 @@ export interface Message {
   text: string;
   /** Where to go from here (e.g. the image's own project), shown after the text. */
   link?: { text: string; href: string };
+  /** The outbox entry this message is about ("not saved yet"): replaced once that save lands. */
+  outboxKey?: string;
 }
 
 export interface AnnotateState {

@@ -179,6 +179,11 @@ def test_a_save_while_the_server_is_down_is_kept_restored_on_reload_and_lands_on
             page.wait_for_function(
                 "document.querySelectorAll('#annotation-list li[data-annotation-id]').length === 2", timeout=30_000)
             page.wait_for_function("document.getElementById('unsaved-status').dataset.count === '0'")
+            # The status line no longer says it is not saved (found by the QA pass: the red
+            # "Not saved on the server yet" stayed after the retry had landed).
+            page.wait_for_function("document.getElementById('status-message').innerText.includes('reached the server')",
+                                   timeout=5_000)
+            assert "Not saved" not in page.locator("#status-message").inner_text()
             assert lost == [201]
             assert len(_annotations()) == 2
             page.screenshot(path=str(ARTIFACTS / "unsaved_landed.png"))

@@ -95,3 +95,21 @@ def test_sdpa_attention_matches_segment_anything(enc):
         block.rel_pos_w.normal_(0, 0.5)
         x = torch.randn(2, 6, 5, 32)
         assert enc.relative_error(enc.sdpa_attention_forward(block, x), block(x)) < 1e-5
+
+
+def test_iou_calibration_report_bins_and_best_candidate():
+    cal = _load("iou_calibration")
+    # Two points, 3 candidates each: (predicted IoU, actual IoU, stability).
+    rows = np.array([[0.20, 0.10, 0.1], [0.90, 0.95, 0.97], [0.55, 0.40, 0.5],
+                     [0.65, 0.70, 0.6], [0.10, 0.05, 0.0], [0.75, 0.30, 0.9]])
+    assert cal._best(rows) == pytest.approx((0.95 + 0.30) / 2)  # the highest predicted IoU of each point
+
+    class Args:
+        model, points, every = "default", 3, 20
+
+    text = cal.report(rows, Args, 1.0, "0.00/0.00/0.00")
+    assert "| [0.88, 1.00) | 1 | 0.950 | 0.950 | 1.00 | 1.00 |" in text
+    assert "| [0.60, 0.70) | 1 | 0.700 |" in text
+    assert "| [0.80, 0.88) | 0 |" in text
+    assert "SAM's default filters (predicted IoU > 0.88, stability >= 0.95): 0.167 of the candidates" in text
+    assert "actual IoU >= 0.88: 0.167" in text

@@ -803,7 +803,10 @@ export class AnnotateApp {
         this.proposalDecided(id, null, `Rejected proposal #${id}.`);
       }
     } catch (e) {
-      if (e instanceof ApiError && (e.status === 409 || e.status === 404)) {
+      const image = this.store.get().image;
+      // Someone else holds the image's lease: the proposal is still pending, keep showing it.
+      const leaseConflict = image !== null && this.work.lostLease(image.id, e);
+      if (!leaseConflict && e instanceof ApiError && (e.status === 409 || e.status === 404)) {
         // Decided (or regenerated) elsewhere meanwhile: stop showing it, say why.
         this.proposalDecided(id, null, `Proposal #${id}: ${errorText(e)}`);
         return;
@@ -863,6 +866,8 @@ export class AnnotateApp {
         message: { kind: 'info', text: `Accepted ${made.length} proposal${made.length === 1 ? '' : 's'} with predicted IoU ≥ ${t.toFixed(2)}.` },
       });
     } catch (e) {
+      const image = this.store.get().image;
+      if (image) this.work.lostLease(image.id, e);
       this.store.set({ message: { kind: 'error', text: `Accept all failed: ${errorText(e)}` } });
     }
   }
@@ -1079,7 +1084,7 @@ export class AnnotateApp {
         try {
           annotation = await acceptProposal(editing.proposal.id, body);
         } catch (e) {
-          if (e instanceof ApiError && (e.status === 409 || e.status === 404)) {
+          if (e instanceof ApiError && (e.status === 409 || e.status === 404) && !this.work.lostLease(image.id, e)) {
             // Someone decided this proposal meanwhile: keep the edited mask, saved as a manual one.
             if (this.store.get().editingProposal === editing.proposal.id) this.store.set({ editingProposal: null });
             annotation = await createAnnotation(image.id, body, SAVE_TIMEOUT_MS);
@@ -1119,6 +1124,7 @@ export class AnnotateApp {
         message: { kind: 'info', text: `Saved annotation #${annotation.id} (${annotation.area} px).` },
       });
     } catch (e) {
+      this.work.lostLease(image.id, e);
       this.store.set({ message: { kind: 'error', text: `Save failed: ${errorText(e)}` } });
     } finally {
       if (this.store.get().saving) this.store.set({ saving: false });
@@ -1144,6 +1150,8 @@ export class AnnotateApp {
         this.store.set((s) => ({ saved: s.saved.filter((x) => x.annotation.id !== id), message: { kind: 'info', text: `Annotation #${id} was already deleted (elsewhere).` } }));
         return;
       }
+      const image = this.store.get().image;
+      if (image) this.work.lostLease(image.id, e);
       this.store.set({ message: { kind: 'error', text: `Delete failed: ${errorText(e)}` } });
     }
   }
@@ -1177,6 +1185,7 @@ export class AnnotateApp {
       return { kind: 'stored', result: annotation };
     } catch (e) {
       const status = e instanceof ApiError ? e.status : 0;
+      this.work.lostLease(entry.imageId, e);
       const kind = classifyStatus(status, e instanceof ApiError ? e.message : '');
       let error = errorText(e);
       if (kind === 'retry' && (status === 401 || status === 403)) error = `${error} — log in again (in another tab); the masks stay here`;

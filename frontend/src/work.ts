@@ -23,6 +23,15 @@ function leaseFromError(e: unknown): Lease | null {
   return lease ?? null;
 }
 
+/**
+ * The image status the work bar shows. Taking the lease moves a new or rejected image to
+ * in_progress on the server (workflow._lease_write), whatever the image info said when the
+ * page fetched it; so while this page holds the lease, that is what it is.
+ */
+export function shownStatus(status: string, lease: WorkState['lease']): string {
+  return lease === 'mine' && (status === 'new' || status === 'rejected') ? 'in_progress' : status;
+}
+
 export class WorkSession {
   /** The image whose lease this page holds, if any. */
   private held: number | null = null;
@@ -81,6 +90,21 @@ export class WorkSession {
       if (lease) this.setWork({ lease: 'other', holder: lease.holder, until: lease.expires_at, note: null });
       else this.setWork({ lease: 'none', note: e instanceof ApiError ? e.message : String(e) });
     }
+  }
+
+  /**
+   * A mask write on `imageId` came back 409 because someone else holds its lease now (a
+   * manager broke ours, or it lapsed and was taken): the bar stops saying "yours" and names
+   * them, as a refused heartbeat would. Returns whether the error was such a conflict.
+   */
+  lostLease(imageId: number, e: unknown): boolean {
+    const lease = leaseFromError(e);
+    if (!lease) return false;
+    if (this.store.get().image?.id !== imageId) return true;
+    if (this.held === imageId) this.held = null;
+    this.stopHeartbeat();
+    this.setWork({ lease: 'other', holder: lease.holder, until: lease.expires_at, note: null });
+    return true;
   }
 
   private stopHeartbeat(): void {
@@ -144,7 +168,7 @@ export class WorkBar {
   private render(s: AnnotateState): void {
     const img = s.image;
     const w = s.work;
-    const status = img?.status ?? 'new';
+    const status = shownStatus(img?.status ?? 'new', w.lease);
     this.element.dataset['status'] = status;
     this.element.dataset['lease'] = w.lease;
     let text = img ? `Image ${status.replace('_', ' ')}` : s.imageError ? 'No image open' : 'Loading…';

@@ -145,8 +145,12 @@ ANNOTATOR_ALLOW_UNTRAINED = _bool("ANNOTATOR_ALLOW_UNTRAINED", True)
 # How many model versions one process keeps loaded (projects may use different versions).
 ANNOTATOR_MODEL_CACHE_SIZE = int(os.environ.get("ANNOTATOR_MODEL_CACHE_SIZE", 2))
 # Whether new projects pre-fill their images with automatic-mask proposals (a project
-# setting afterwards). On a CPU, SAM's 32x32 grid costs a minute or more per photo.
-ANNOTATOR_PREFILL_DEFAULT = _bool("ANNOTATOR_PREFILL_DEFAULT", True)
+# setting afterwards). On a CPU, SAM's 32x32 grid costs a minute or more per photo. Unset:
+# on with an official checkpoint as the default model, off with the shipped default model,
+# whose one-point masks almost never pass SAM's filters (0.8% reach IoU 0.88; measured by
+# bench/iou_calibration.py, BENCHMARKS.md), so pre-filling would spend minutes of worker CPU
+# per photo to propose nothing.
+ANNOTATOR_PREFILL_DEFAULT = _bool("ANNOTATOR_PREFILL_DEFAULT", ANNOTATOR_MODEL_NAME != "default")
 # How long "next image" keeps an image for one annotator without a heartbeat (work queue leases).
 ANNOTATOR_LEASE_SECONDS = int(os.environ.get("ANNOTATOR_LEASE_SECONDS", 600))
 # Retraining on accepted masks (annotator/core/retrain.py): fine-tune steps when the manager

@@ -2,6 +2,8 @@
 of a real photo, accepted as they are, edited, rejected, accepted above a threshold, with
 the counts by origin in the API; settings and roles."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image as PILImage
@@ -383,3 +385,23 @@ def test_turning_prefill_off_cancels_the_images_still_queued(api_client, project
     with mock.patch("annotator.core.prefill.proposals_generate") as generate:
         generate_proposals(image.pk)
     generate.assert_called_once()
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({}, False),  # the shipped default model: its masks almost never pass SAM's filters
+    ({"ANNOTATOR_MODEL_NAME": "vit_h"}, True),  # an official checkpoint: pre-fill on
+    ({"ANNOTATOR_PREFILL_DEFAULT": "1"}, True),  # said explicitly
+    ({"ANNOTATOR_MODEL_NAME": "vit_b", "ANNOTATOR_PREFILL_DEFAULT": "0"}, False),
+])
+def test_new_projects_prefill_by_default_only_with_a_model_that_proposes(env, expected):
+    import os
+    import subprocess
+    import sys
+
+    base = {k: v for k, v in os.environ.items()
+            if k not in ("ANNOTATOR_MODEL_NAME", "ANNOTATOR_PREFILL_DEFAULT", "DJANGO_SETTINGS_MODULE")}
+    out = subprocess.run([sys.executable, "-c", "import annotator.settings as s; print(s.ANNOTATOR_PREFILL_DEFAULT)"],
+                         env={**base, **env}, capture_output=True, text=True, timeout=120,
+                         cwd=str(Path(__file__).resolve().parents[2]))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(expected)

@@ -171,3 +171,9 @@ def test_project_list_links_new_project_and_upload_by_role(team, role, sees_uplo
 def test_empty_project_list_points_to_the_form(user):
     html = _page_client(user).get("/").content.decode()
     assert "No projects yet" in html and 'href="/projects/new/">create one</a>' in html
+
+
+def test_pages_carry_an_inline_icon_so_browsers_do_not_ask_for_a_missing_favicon(user):
+    """Without a <link rel="icon">, every page load asks /favicon.ico: a 404 in the console."""
+    body = _page_client(user).get("/").content.decode()
+    assert '<link rel="icon" href="data:image/svg+xml,' in body

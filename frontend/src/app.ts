@@ -90,6 +90,9 @@ const REFRESH_FAILED = 'Could not refresh image';
  * prefetched next one, one spare): opening one of them needs no round trip. The photos'
  * decoded pixels are the browser's to drop; the info is fetched again on opening. */
 const KEPT_IMAGES = 4;
+/** Zoom per + / - press; pan per arrow press (screen px, x4 with Shift). */
+const ZOOM_STEP = 1.5;
+const PAN_STEP = 80;
 
 /** What the page holds of an image besides its embedding: the info and the decoded photo,
  * and (from the prefetch only, used once) its saved masks and proposals. */
@@ -179,6 +182,8 @@ export class AnnotateApp {
   private readonly deletedAnnotations = new Set<number>();
   /** Saves not yet on the server, kept in IndexedDB (lib/outbox.ts); set up in start(). */
   private outbox: Outbox<SaveBody, Annotation> | null = null;
+  /** The canvas view (zoom and pan keys go to it). */
+  private view: CanvasView | null = null;
 
   constructor(
     private readonly root: HTMLElement,
@@ -224,7 +229,7 @@ export class AnnotateApp {
     body.className = 'body';
     const workBar = new WorkBar(this.store, () => void this.finishImage());
     root.replaceChildren(panel.toolbar, workBar.element, body, panel.status);
-    new CanvasView(body, this.store, {
+    this.view = new CanvasView(body, this.store, {
       onClick: (x, y, negative, ts) => this.addPoint(x, y, negative, ts),
       onDrag: (x0, y0, x1, y1, done, ts) => this.dragBox(x0, y0, x1, y1, done, ts),
     });
@@ -1282,6 +1287,25 @@ export class AnnotateApp {
       case 'shade':
         this.store.set((st) => ({ shadeUncovered: !st.shadeUncovered }));
         break;
+      case 'zoom-in':
+        this.view?.zoomBy(ZOOM_STEP);
+        break;
+      case 'zoom-out':
+        this.view?.zoomBy(1 / ZOOM_STEP);
+        break;
+      case 'zoom-fit':
+        this.view?.fitToStage();
+        break;
+      case 'pan': {
+        if (t && t.tagName === 'BUTTON') return; // arrows on a focused control stay the browser's
+        const step = ev.shiftKey ? PAN_STEP * 4 : PAN_STEP;
+        const d: Record<string, [number, number]> = {
+          ArrowLeft: [step, 0], ArrowRight: [-step, 0], ArrowUp: [0, step], ArrowDown: [0, -step],
+        };
+        const [dx, dy] = d[key] ?? [0, 0];
+        this.view?.panBy(dx, dy);
+        break;
+      }
     }
     ev.preventDefault();
   }

@@ -1,10 +1,16 @@
 /**
- * CanvasView: draws the store onto four stacked canvases at the image's own pixel size
- * (photo, saved masks, mask preview, prompts), scaled together by CSS to fit the stage.
- * It never changes state; pointer input is reported to the controller in image pixels.
+ * CanvasView: draws the store onto stacked canvases at the image's own pixel size (photo,
+ * saved masks, proposals, mask preview, and the prompt layer that takes the pointer),
+ * placed and scaled together on the stage by the view transform (lib/view.ts: zoom and
+ * pan), plus one stage-sized overlay drawn in screen pixels through the same transform
+ * (points, box, label tags), so they stay crisp at any zoom. It never changes state;
+ * pointer input is reported to the controller in image pixels, converted by the same
+ * transform.
  */
 import { isReadOnly } from './lib/access';
-import { clientToImage } from './lib/coords';
+import {
+  clampToImage, clampView, fitView, imageToScreen, pan, screenToImage, zoomAt, zoomLabel, type Size, type View,
+} from './lib/view';
 import { hexToRgba, maskToRgba, maskToRgbaOutlined, type Rgba } from './lib/maskImage';
 import { coverage } from './lib/proposals';
 import { maskStats } from './lib/rle';
@@ -21,6 +27,8 @@ const PROPOSAL_FOCUS_FILL: Rgba = [255, 212, 0, 80];
 const PROPOSAL_FOCUS_EDGE: Rgba = [255, 255, 255, 255];
 const TRANSPARENT: Rgba = [0, 0, 0, 0];
 const UNCOVERED_SHADE: Rgba = [0, 0, 0, 150];
+/** From this zoom up the photo is drawn with hard pixel edges. */
+const PIXELATED_FROM = 4;
 
 export interface PointerHandlers {
   /** A click: `negative` for right button or Shift. `timeStamp` is the event's (for timing). */
@@ -57,6 +65,15 @@ export class CanvasView {
   private readonly proposalTiles = new WeakMap<ProposalMask, { canvas: HTMLCanvasElement; x: number; y: number; focused: boolean } | null>();
   private width = 0;
   private height = 0;
+  /** Screen-space overlay (points, box, labels); no pointer events. */
+  private readonly overlay = document.createElement('canvas');
+  private readonly zoomBadge = document.createElement('div');
+  private view: View = { k: 1, tx: 0, ty: 0 };
+  /** True until the user zooms or pans: a resize then fits again instead of clamping. */
+  private fitted = true;
+  private shownImageId: number | null = null;
+  private spaceHeld = false;
+  private overlayQueued = false;
 
   constructor(
     parent: HTMLElement,
@@ -74,10 +91,15 @@ export class CanvasView {
     this.banner.className = 'stage-banner';
     this.banner.id = 'stage-banner';
     this.banner.hidden = true;
-    this.stage.append(this.frame, this.banner);
+    this.overlay.className = 'overlay-layer';
+    this.zoomBadge.className = 'zoom-badge';
+    this.zoomBadge.id = 'zoom-level';
+    this.zoomBadge.title = 'Zoom: wheel or + / - ; F fits; Space+drag, middle drag or arrow keys pan';
+    this.stage.append(this.frame, this.overlay, this.banner, this.zoomBadge);
     parent.append(this.stage);
     new ResizeObserver(() => this.fit()).observe(this.stage);
     this.bindPointer();
+    this.bindView();
     store.subscribe((s, prev) => this.render(s, prev));
   }
 
@@ -90,7 +112,8 @@ export class CanvasView {
       this.drawProposals(s);
     }
     if (s.steps !== prev.steps || s.picture !== prev.picture) this.drawMask(s);
-    if (s.steps !== prev.steps || s.dragBox !== prev.dragBox || s.picture !== prev.picture) this.drawPrompts(s);
+    if (s.steps !== prev.steps || s.dragBox !== prev.dragBox || s.picture !== prev.picture || s.saved !== prev.saved
+      || s.project !== prev.project) this.drawPrompts(s);
     if (s.decoder !== prev.decoder || s.embedding !== prev.embedding || s.imageError !== prev.imageError) this.drawBanner(s);
   }
 
@@ -111,22 +134,71 @@ export class CanvasView {
     this.banner.dataset['kind'] = kind;
   }
 
-  /** Display scale (CSS px per image px). */
-  private scale(): number {
-    const r = this.frame.getBoundingClientRect();
-    return this.width ? r.width / this.width || 1 : 1;
+  private stageSize(): Size {
+    return { width: this.stage.clientWidth, height: this.stage.clientHeight };
   }
 
+  private imageSize(): Size {
+    return { width: this.width, height: this.height };
+  }
+
+  /** On a resize: fit again while the user has not zoomed or panned, else keep the view
+   * (clamped so the image stays on the stage). */
   private fit(): void {
     if (!this.width || !this.height) return;
-    const pad = 16;
-    const aw = Math.max(50, this.stage.clientWidth - pad * 2);
-    const ah = Math.max(50, this.stage.clientHeight - pad * 2);
-    const k = Math.min(aw / this.width, ah / this.height);
-    this.frame.style.width = `${Math.floor(this.width * k)}px`;
-    this.frame.style.height = `${Math.floor(this.height * k)}px`;
-    this.drawPrompts(this.store.get());
-    this.drawSaved(this.store.get());
+    const st = this.stageSize();
+    this.setView(this.fitted ? fitView(this.imageSize(), st) : clampView(this.view, this.imageSize(), st), this.fitted);
+  }
+
+  /** Fit the whole image again (key F). */
+  fitToStage(): void {
+    if (!this.width || !this.height) return;
+    this.setView(fitView(this.imageSize(), this.stageSize()), true);
+  }
+
+  /** Zoom by `factor` around the stage's centre (keys + / -). */
+  zoomBy(factor: number): void {
+    const st = this.stageSize();
+    this.zoomAround(st.width / 2, st.height / 2, factor);
+  }
+
+  /** Pan by (dx, dy) screen px (arrow keys, drags). */
+  panBy(dx: number, dy: number): void {
+    if (!this.width || !this.height) return;
+    this.setView(pan(this.view, dx, dy, this.imageSize(), this.stageSize()), false);
+  }
+
+  private zoomAround(sx: number, sy: number, factor: number): void {
+    if (!this.width || !this.height) return;
+    this.setView(zoomAt(this.view, sx, sy, factor, this.imageSize(), this.stageSize()), false);
+  }
+
+  /** Places the image layers by the view and redraws the screen-space overlay. */
+  private setView(v: View, fitted: boolean): void {
+    this.view = v;
+    this.fitted = fitted;
+    const f = this.frame.style;
+    f.left = `${v.tx}px`;
+    f.top = `${v.ty}px`;
+    f.width = `${this.width * v.k}px`;
+    f.height = `${this.height * v.k}px`;
+    this.frame.classList.toggle('pixelated', v.k >= PIXELATED_FROM);
+    this.zoomBadge.textContent = zoomLabel(v.k);
+    const ds = this.zoomBadge.dataset;
+    ds['k'] = String(v.k);
+    ds['tx'] = String(v.tx);
+    ds['ty'] = String(v.ty);
+    ds['fitted'] = fitted ? '1' : '0';
+    this.queueOverlay();
+  }
+
+  private queueOverlay(): void {
+    if (this.overlayQueued) return;
+    this.overlayQueued = true;
+    requestAnimationFrame(() => {
+      this.overlayQueued = false;
+      this.drawPrompts(this.store.get());
+    });
   }
 
   private drawImage(s: AnnotateState): void {
@@ -141,6 +213,12 @@ export class CanvasView {
         c.height = h;
       }
       this.rgba = undefined;
+    }
+    const id = img ? img.id : null;
+    if (id !== this.shownImageId || this.fitted) {
+      // A new image opens fitted; the same one keeps the user's zoom.
+      this.shownImageId = id;
+      this.fitted = true;
       this.fit();
     }
     const g = ctx2d(this.imageLayer);
@@ -164,20 +242,6 @@ export class CanvasView {
       const color = categoryById(s, m.annotation.category)?.color ?? '#ff9800';
       const tile = this.savedTile(m, w, h, color);
       if (tile) g.drawImage(tile.canvas, tile.x, tile.y);
-    }
-    // Labels on top of all fills, sized in screen pixels.
-    const k = 1 / this.scale();
-    g.font = `600 ${Math.round(12 * k)}px system-ui, sans-serif`;
-    g.textBaseline = 'top';
-    for (const m of s.saved) {
-      const cat = categoryById(s, m.annotation.category);
-      const [x, y] = m.annotation.bbox ?? [0, 0];
-      const text = cat?.name ?? (m.annotation.category === null ? 'unlabelled' : `category ${m.annotation.category}`);
-      const tw = g.measureText(text).width;
-      g.fillStyle = cat?.color ?? '#ff9800';
-      g.fillRect(x, y, tw + 8 * k, 16 * k);
-      g.fillStyle = '#fff';
-      g.fillText(text, x + 4 * k, y + 2 * k);
     }
     this.savedLayer.dataset['count'] = String(s.saved.length);
   }
@@ -282,42 +346,164 @@ export class CanvasView {
     ds['iou'] = chosen.iou.toFixed(4);
   }
 
+  /**
+   * The screen-space overlay: label tags of the saved masks, the box (or the rubber band
+   * being dragged) and the points, placed through the view transform at a fixed size in
+   * screen px whatever the zoom.
+   */
   private drawPrompts(s: AnnotateState): void {
-    const g = ctx2d(this.promptLayer);
-    g.clearRect(0, 0, this.promptLayer.width, this.promptLayer.height);
-    const k = 1 / this.scale();
+    const c = this.overlay;
+    const dpr = window.devicePixelRatio || 1;
+    const sw = this.stage.clientWidth;
+    const sh = this.stage.clientHeight;
+    const cw = Math.max(1, Math.round(sw * dpr));
+    const ch = Math.max(1, Math.round(sh * dpr));
+    if (c.width !== cw || c.height !== ch) {
+      c.width = cw;
+      c.height = ch;
+    }
+    const g = ctx2d(c);
+    g.setTransform(1, 0, 0, 1, 0, 0);
+    g.clearRect(0, 0, c.width, c.height);
+    g.setTransform(dpr, 0, 0, dpr, 0, 0);
     const p = currentPrompts(s);
+    this.promptLayer.dataset['points'] = String(p.points.length);
+    if (!s.image || !this.width) return;
+    const v = this.view;
+    // Labels on top of all fills, at the top-left corner of each mask's box.
+    g.font = '600 12px system-ui, sans-serif';
+    g.textBaseline = 'top';
+    for (const m of s.saved) {
+      const cat = categoryById(s, m.annotation.category);
+      const [x, y] = m.annotation.bbox ?? [0, 0];
+      const text = cat?.name ?? (m.annotation.category === null ? 'unlabelled' : `category ${m.annotation.category}`);
+      const tw = g.measureText(text).width;
+      // bbox is in edge coordinates (its corner is a pixel's corner).
+      const lx = v.tx + x * v.k;
+      const ly = v.ty + y * v.k;
+      if (lx > sw || ly > sh || lx + tw + 8 < 0 || ly + 16 < 0) continue;
+      g.fillStyle = cat?.color ?? '#ff9800';
+      g.fillRect(lx, ly, tw + 8, 16);
+      g.fillStyle = '#fff';
+      g.fillText(text, lx + 4, ly + 2);
+    }
     const box = s.dragBox ?? p.box;
     if (box) {
-      g.lineWidth = 2 * k;
-      g.setLineDash(s.dragBox ? [6 * k, 4 * k] : []);
+      // Box corners are image pixel coordinates, like points.
+      const [x0, y0] = imageToScreen(v, box[0], box[1]);
+      const [x1, y1] = imageToScreen(v, box[2], box[3]);
+      g.lineWidth = 2;
+      g.setLineDash(s.dragBox ? [6, 4] : []);
       g.strokeStyle = '#ffeb3b';
-      g.strokeRect(box[0], box[1], box[2] - box[0], box[3] - box[1]);
+      g.strokeRect(x0, y0, x1 - x0, y1 - y0);
       g.setLineDash([]);
     }
     for (const pt of p.points) {
+      const [x, y] = imageToScreen(v, pt.x, pt.y);
       g.beginPath();
-      g.arc(pt.x, pt.y, 6 * k, 0, Math.PI * 2);
+      g.arc(x, y, 6, 0, Math.PI * 2);
       g.fillStyle = pt.label === 1 ? '#2ecc40' : '#ff4136';
       g.fill();
-      g.lineWidth = 2 * k;
+      g.lineWidth = 2;
       g.strokeStyle = '#fff';
       g.stroke();
       // + / − glyph so the sign does not rely on colour alone.
       g.beginPath();
-      g.moveTo(pt.x - 3 * k, pt.y);
-      g.lineTo(pt.x + 3 * k, pt.y);
+      g.moveTo(x - 3, y);
+      g.lineTo(x + 3, y);
       if (pt.label === 1) {
-        g.moveTo(pt.x, pt.y - 3 * k);
-        g.lineTo(pt.x, pt.y + 3 * k);
+        g.moveTo(x, y - 3);
+        g.lineTo(x, y + 3);
       }
       g.stroke();
     }
-    this.promptLayer.dataset['points'] = String(p.points.length);
   }
 
+  /** Pointer -> screen px on the stage. */
+  private toStage(ev: { clientX: number; clientY: number }): [number, number] {
+    const r = this.stage.getBoundingClientRect();
+    return [ev.clientX - r.left, ev.clientY - r.top];
+  }
+
+  /** Pointer -> image pixel through the view transform, clamped to the image. */
   private toImage(ev: PointerEvent): [number, number] {
-    return clientToImage(ev.clientX, ev.clientY, this.promptLayer.getBoundingClientRect(), this.width, this.height);
+    const [sx, sy] = this.toStage(ev);
+    const [x, y] = screenToImage(this.view, sx, sy);
+    return clampToImage(x, y, this.imageSize());
+  }
+
+  /**
+   * Zoom and pan: the wheel (and a trackpad pinch, a wheel event with ctrlKey) zooms around
+   * the cursor; Space + left drag or a middle-button drag pans. A pan starts in the capture
+   * phase on the stage and stops the event there, so the prompt layer never sees it: panning
+   * makes no prompt.
+   */
+  private bindView(): void {
+    const stage = this.stage;
+    stage.addEventListener('wheel', (ev) => {
+      if (!this.width) return;
+      ev.preventDefault();
+      const unit = ev.deltaMode === 1 ? 16 : ev.deltaMode === 2 ? stage.clientHeight : 1;
+      const dy = ev.deltaY * unit;
+      // A pinch sends small deltas with ctrlKey: let it zoom faster per unit.
+      const factor = Math.pow(ev.ctrlKey ? 1.01 : 1.0015, -dy);
+      const [sx, sy] = this.toStage(ev);
+      this.zoomAround(sx, sy, Math.min(4, Math.max(0.25, factor)));
+    }, { passive: false });
+    let panning: { id: number; x: number; y: number } | null = null;
+    stage.addEventListener('pointerdown', (ev) => {
+      if (!(ev.button === 1 || (ev.button === 0 && this.spaceHeld))) return;
+      ev.preventDefault();
+      ev.stopPropagation();
+      stage.setPointerCapture(ev.pointerId);
+      panning = { id: ev.pointerId, x: ev.clientX, y: ev.clientY };
+      stage.classList.add('panning');
+    }, { capture: true });
+    // No autoscroll on a middle-button press.
+    stage.addEventListener('mousedown', (ev) => { if (ev.button === 1) ev.preventDefault(); });
+    stage.addEventListener('pointermove', (ev) => {
+      if (!panning || ev.pointerId !== panning.id) return;
+      const dx = ev.clientX - panning.x;
+      const dy = ev.clientY - panning.y;
+      panning.x = ev.clientX;
+      panning.y = ev.clientY;
+      ev.stopPropagation();
+      this.panBy(dx, dy);
+    }, { capture: true });
+    const end = (ev: PointerEvent): void => {
+      if (!panning || ev.pointerId !== panning.id) return;
+      panning = null;
+      if (stage.hasPointerCapture(ev.pointerId)) stage.releasePointerCapture(ev.pointerId);
+      stage.classList.remove('panning');
+      ev.stopPropagation();
+    };
+    stage.addEventListener('pointerup', end, { capture: true });
+    stage.addEventListener('pointercancel', end, { capture: true });
+    const typing = (t: EventTarget | null): boolean => {
+      const e = t as HTMLElement | null;
+      return !!e && (e.tagName === 'INPUT' || e.tagName === 'TEXTAREA' || e.tagName === 'SELECT' || e.isContentEditable);
+    };
+    // Space on a focused control stays that control's (a button press, a checkbox).
+    const control = (t: EventTarget | null): boolean => {
+      const e = t as HTMLElement | null;
+      return typing(t) || (!!e && (e.tagName === 'BUTTON' || e.tagName === 'A'));
+    };
+    window.addEventListener('keydown', (ev) => {
+      if (ev.key !== ' ' || control(ev.target)) return;
+      ev.preventDefault(); // no page scroll, no press of a focused button
+      this.spaceHeld = true;
+      stage.classList.add('pan-ready');
+    });
+    const release = (): void => {
+      this.spaceHeld = false;
+      stage.classList.remove('pan-ready');
+    };
+    window.addEventListener('keyup', (ev) => {
+      if (ev.key !== ' ') return;
+      if (!control(ev.target)) ev.preventDefault();
+      release();
+    });
+    window.addEventListener('blur', release);
   }
 
   private bindPointer(): void {

@@ -62,12 +62,18 @@ const KEYS: [string, string][] = [
   ['E', 'edit proposal (then click, Enter)'],
   ['Shift+A', 'accept all ≥ threshold'],
   ['M', 'shade what no mask covers'],
+  ['Wheel / + / -', 'zoom (at the cursor / centre)'],
+  ['F', 'fit the image'],
+  ['Space+drag / Middle-drag / Arrows', 'pan'],
 ];
 /** The keys a read-only page keeps (lib/access.ts VIEW_COMMANDS). */
 const VIEW_KEYS: [string, string][] = [
   ['N / P', 'next / previous image'],
   ['Tab / Shift+Tab', 'next / previous proposal'],
   ['M', 'shade what no mask covers'],
+  ['Wheel / + / -', 'zoom (at the cursor / centre)'],
+  ['F', 'fit the image'],
+  ['Space+drag / Middle-drag / Arrows', 'pan'],
 ];
 
 export interface PanelOptions {

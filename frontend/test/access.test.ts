@@ -49,14 +49,17 @@ describe('keyboard commands', () => {
       ['2', {}, 'candidate'], ['0', {}, 'candidate'], ['n', {}, 'next'], ['P', {}, 'prev'], ['Tab', {}, 'proposal-focus'],
       ['a', {}, 'accept'], ['A', {}, 'accept-above'], ['Delete', {}, 'reject'], ['x', {}, 'reject'],
       ['E', {}, 'edit'], ['m', {}, 'shade'], ['n', { ctrl: true }, null], ['a', { alt: true }, null], ['q', {}, null],
+      ['+', {}, 'zoom-in'], ['=', {}, 'zoom-in'], ['-', {}, 'zoom-out'], ['f', {}, 'zoom-fit'], ['F', {}, 'zoom-fit'],
+      ['ArrowLeft', {}, 'pan'], ['ArrowDown', {}, 'pan'], ['-', { ctrl: true }, null],
     ];
     for (const [key, mods, cmd] of cases) expect(keyCommand(key, mods), `${key} ${JSON.stringify(mods)}`).toBe(cmd);
   });
 
   it('a read-only page keeps only the keys that change what is shown', () => {
     const all: Command[] = ['undo', 'clear', 'save', 'candidate', 'next', 'prev', 'proposal-focus', 'accept', 'accept-above',
-      'reject', 'edit', 'shade'];
-    expect(all.filter((c) => commandAllowed(c, reviewer))).toEqual(['next', 'prev', 'proposal-focus', 'shade']);
+      'reject', 'edit', 'shade', 'zoom-in', 'zoom-out', 'zoom-fit', 'pan'];
+    expect(all.filter((c) => commandAllowed(c, reviewer))).toEqual(['next', 'prev', 'proposal-focus', 'shade', 'zoom-in',
+      'zoom-out', 'zoom-fit', 'pan']);
     expect(all.every((c) => commandAllowed(c, annotator))).toBe(true);
   });
 });

@@ -64,10 +64,13 @@ export function reviewLink(a: Access, image: { id: number; status?: string } | n
 
 export type Command =
   | 'undo' | 'clear' | 'save' | 'candidate' | 'next' | 'prev' | 'proposal-focus'
-  | 'accept' | 'accept-above' | 'reject' | 'edit' | 'shade';
+  | 'accept' | 'accept-above' | 'reject' | 'edit' | 'shade'
+  | 'zoom-in' | 'zoom-out' | 'zoom-fit' | 'pan';
 
 /** Commands that only change what is shown: the ones a read-only page keeps. */
-export const VIEW_COMMANDS: ReadonlySet<Command> = new Set<Command>(['next', 'prev', 'proposal-focus', 'shade']);
+export const VIEW_COMMANDS: ReadonlySet<Command> = new Set<Command>([
+  'next', 'prev', 'proposal-focus', 'shade', 'zoom-in', 'zoom-out', 'zoom-fit', 'pan',
+]);
 
 /** The annotate page's keyboard map (README "Using it"): a key to its command, or null. */
 export function keyCommand(key: string, mods: { ctrl?: boolean; meta?: boolean; alt?: boolean } = {}): Command | null {
@@ -86,6 +89,10 @@ export function keyCommand(key: string, mods: { ctrl?: boolean; meta?: boolean; 
     case 'x': case 'X': case 'Delete': return 'reject';
     case 'e': case 'E': return 'edit';
     case 'm': case 'M': return 'shade';
+    case '+': case '=': return 'zoom-in';
+    case '-': case '_': return 'zoom-out';
+    case 'f': case 'F': return 'zoom-fit';
+    case 'ArrowLeft': case 'ArrowRight': case 'ArrowUp': case 'ArrowDown': return 'pan';
     default: return null;
   }
 }

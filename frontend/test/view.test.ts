@@ -1,0 +1,149 @@
+import { describe, expect, it } from 'vitest';
+import {
+  MAX_ZOOM, MIN_SHORT_SIDE, VIEW_PAD, clampToImage, clampView, fitScale, fitView, imageToScreen, minScale, onImage, pan,
+  screenToImage, zoomAt, zoomLabel, type View,
+} from '../src/lib/view';
+
+const stage = { width: 1000, height: 700 };
+const photo = { width: 6000, height: 4339 };
+
+function close(a: [number, number], b: [number, number], eps = 1e-6): void {
+  expect(Math.abs(a[0] - b[0])).toBeLessThan(eps);
+  expect(Math.abs(a[1] - b[1])).toBeLessThan(eps);
+}
+
+describe('fit', () => {
+  it('fits a normal photo inside the stage, centred', () => {
+    const v = fitView(photo, stage);
+    expect(v.k).toBeCloseTo(Math.min((1000 - 2 * VIEW_PAD) / 6000, (700 - 2 * VIEW_PAD) / 4339), 9);
+    // Fits both ways, centred on both axes.
+    expect(v.tx).toBeCloseTo((1000 - 6000 * v.k) / 2, 9);
+    expect(v.ty).toBeCloseTo((700 - 4339 * v.k) / 2, 9);
+    expect(6000 * v.k).toBeLessThanOrEqual(1000 - 2 * VIEW_PAD + 1e-9);
+    expect(4339 * v.k).toBeLessThanOrEqual(700 - 2 * VIEW_PAD + 1e-9);
+  });
+
+  it('a tiny image is enlarged to fit but not beyond MAX_ZOOM', () => {
+    expect(fitScale({ width: 10, height: 10 }, stage)).toBe(MAX_ZOOM);
+    expect(fitScale({ width: 100, height: 100 }, stage)).toBeCloseTo((700 - 2 * VIEW_PAD) / 100, 9);
+  });
+
+  it('an 8x3000 column is at least MIN_SHORT_SIDE px wide and starts at its top', () => {
+    const img = { width: 8, height: 3000 };
+    const v = fitView(img, stage);
+    expect(img.width * v.k).toBeCloseTo(MIN_SHORT_SIDE, 9);
+    expect(v.tx).toBeCloseTo((1000 - MIN_SHORT_SIDE) / 2, 9); // centred across
+    expect(v.ty).toBe(VIEW_PAD); // the long side starts at its beginning and pans
+    expect(img.height * v.k).toBeGreaterThan(stage.height);
+  });
+
+  it('a 4000x40 strip is at least MIN_SHORT_SIDE px tall and starts at its left', () => {
+    const img = { width: 4000, height: 40 };
+    const v = fitView(img, stage);
+    expect(img.height * v.k).toBeCloseTo(MIN_SHORT_SIDE, 9);
+    expect(v.tx).toBe(VIEW_PAD);
+    expect(v.ty).toBeCloseTo((700 - MIN_SHORT_SIDE) / 2, 9);
+  });
+
+  it('the short side never asks for more than the stage has', () => {
+    const v = fitView({ width: 8, height: 3000 }, { width: 100, height: 700 });
+    expect(8 * v.k).toBeCloseTo(100 - 2 * VIEW_PAD, 9);
+  });
+});
+
+describe('transform', () => {
+  const v: View = { k: 2.5, tx: -130.25, ty: 47 };
+
+  it('round trips screenToImage(imageToScreen(p)) == p', () => {
+    for (const p of [[0, 0], [5999, 4338], [123.4, 987.6], [-0.5, -0.5]] as [number, number][]) {
+      close(screenToImage(v, ...imageToScreen(v, ...p)), p);
+    }
+  });
+
+  it('pixel centres are integers (lib/coords.ts convention)', () => {
+    // The image's top-left corner on screen is the edge of pixel 0: x = -0.5.
+    close(screenToImage(v, v.tx, v.ty), [-0.5, -0.5]);
+    close(imageToScreen(v, 0, 0), [v.tx + 0.5 * v.k, v.ty + 0.5 * v.k]);
+  });
+
+  it('onImage and clampToImage', () => {
+    expect(onImage(0, 0, photo)).toBe(true);
+    expect(onImage(-0.6, 0, photo)).toBe(false);
+    expect(onImage(5999.4, 4338.4, photo)).toBe(true);
+    expect(onImage(5999.5, 0, photo)).toBe(false);
+    expect(clampToImage(-3, 9000, photo)).toEqual([0, 4338]);
+  });
+});
+
+describe('zoomAt', () => {
+  it('keeps the image pixel under the cursor where it is', () => {
+    let v = fitView(photo, stage);
+    const cursor: [number, number] = [612.3, 401.7];
+    const before = screenToImage(v, ...cursor);
+    for (const f of [1.25, 1.25, 2, 3, 1.1, 0.8]) {
+      v = zoomAt(v, cursor[0], cursor[1], f, photo, stage);
+      close(screenToImage(v, ...cursor), before, 1e-6);
+    }
+    expect(v.k).toBeGreaterThan(fitView(photo, stage).k * 5);
+  });
+
+  it('is limited to [minScale, MAX_ZOOM]', () => {
+    let v = fitView(photo, stage);
+    for (let i = 0; i < 100; i++) v = zoomAt(v, 500, 350, 1.5, photo, stage);
+    expect(v.k).toBe(MAX_ZOOM);
+    for (let i = 0; i < 100; i++) v = zoomAt(v, 500, 350, 0.5, photo, stage);
+    expect(v.k).toBeCloseTo(minScale(photo, stage), 12);
+    // Back at the fit scale, the photo is centred again.
+    const f = fitView(photo, stage);
+    expect(v.tx).toBeCloseTo(f.tx, 9);
+    expect(v.ty).toBeCloseTo(f.ty, 9);
+  });
+
+  it('zooming in at a point near the edge keeps that point when the clamp allows', () => {
+    const v0 = fitView(photo, stage);
+    const [sx, sy] = imageToScreen(v0, 3000, 2000);
+    const v1 = zoomAt(v0, sx, sy, 8, photo, stage);
+    close(screenToImage(v1, sx, sy), [3000, 2000], 1e-6);
+  });
+});
+
+describe('pan and clamp', () => {
+  it('pans by screen px', () => {
+    const v0 = zoomAt(fitView(photo, stage), 500, 350, 4, photo, stage);
+    const v1 = pan(v0, 30, -20, photo, stage);
+    expect(v1.tx).toBeCloseTo(v0.tx + 30, 9);
+    expect(v1.ty).toBeCloseTo(v0.ty - 20, 9);
+    // What was at (500, 350) is now at (530, 330).
+    close(screenToImage(v1, 530, 330), screenToImage(v0, 500, 350));
+  });
+
+  it('the image cannot be lost off screen', () => {
+    const v0 = zoomAt(fitView(photo, stage), 500, 350, 4, photo, stage);
+    const far = pan(v0, 1e6, 1e6, photo, stage);
+    expect(far.tx).toBe(VIEW_PAD);
+    expect(far.ty).toBe(VIEW_PAD);
+    const back = pan(v0, -1e6, -1e6, photo, stage);
+    expect(back.tx + photo.width * back.k).toBeCloseTo(stage.width - VIEW_PAD, 6);
+    expect(back.ty + photo.height * back.k).toBeCloseTo(stage.height - VIEW_PAD, 6);
+  });
+
+  it('an image smaller than the stage along an axis stays centred on it', () => {
+    const img = { width: 8, height: 3000 };
+    const v = pan(fitView(img, stage), 200, -500, img, stage);
+    expect(v.tx).toBeCloseTo((1000 - 8 * v.k) / 2, 9);
+    expect(v.ty).toBeCloseTo(VIEW_PAD - 500, 9); // the long side pans
+    const end = pan(v, 0, -1e7, img, stage);
+    expect(end.ty + img.height * end.k).toBeCloseTo(stage.height - VIEW_PAD, 6);
+  });
+
+  it('clampView keeps a view already inside bounds', () => {
+    const v = { k: 1, tx: -100, ty: -200 };
+    expect(clampView(v, photo, stage)).toEqual(v);
+  });
+});
+
+it('zoomLabel', () => {
+  expect(zoomLabel(1)).toBe('100%');
+  expect(zoomLabel(32)).toBe('3200%');
+  expect(zoomLabel(0.0513)).toBe('5.1%');
+});

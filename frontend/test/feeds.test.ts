@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { clientToImage, scaleTo1024, toFrame1024 } from '../src/lib/coords';
+import { scaleTo1024, toFrame1024 } from '../src/lib/coords';
 import { buildFeeds, LOW_RES_SIZE, lowResCandidate } from '../src/lib/feeds';
 import { candidateChips, defaultCandidate, normalizeBox, promptsPayload } from '../src/lib/prompts';
 
@@ -9,15 +9,6 @@ describe('coordinate scaling', () => {
     expect(scaleTo1024(1200, 300)).toBeCloseTo(1024 / 1200);
     expect(toFrame1024(320, 240, 480, 640)).toEqual([512, 384]);
     expect(() => scaleTo1024(0, 10)).toThrow();
-  });
-  it('maps client coordinates through a scaled element to pixel-centre coordinates, clamped', () => {
-    const rect = { left: 10, top: 20, width: 320, height: 240 }; // 640x480 image shown at half size
-    // Client (170, 140) is image point (320, 240) = the corner between pixels 319 and 320.
-    expect(clientToImage(170, 140, rect, 640, 480)).toEqual([319.5, 239.5]);
-    // The centre of pixel (5, 7) is at image point (5.5, 7.5) -> coordinates (5, 7).
-    expect(clientToImage(10 + 5.5 / 2, 20 + 7.5 / 2, rect, 640, 480)).toEqual([5, 7]);
-    expect(clientToImage(0, 0, rect, 640, 480)).toEqual([0, 0]);
-    expect(clientToImage(9999, 9999, rect, 640, 480)).toEqual([639, 479]);
   });
 });
 

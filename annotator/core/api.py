@@ -32,6 +32,7 @@ from .serializers import (
     ImportReportOutput,
     ImageDetailOutput,
     ImageOutput,
+    ImageUploadOutput,
     ModelVersionOutput,
     ProjectCreateInput,
     ProjectModelInput,
@@ -208,7 +209,7 @@ class ProjectImagesView(APIView):
     @extend_schema(
         request={"multipart/form-data": {"type": "object", "properties": {
             "files": {"type": "array", "items": {"type": "string", "format": "binary"}}}}},
-        responses={201: ImageOutput(many=True)},
+        responses={201: ImageUploadOutput(many=True), 200: ImageUploadOutput(many=True)},
     )
     def post(self, request, project_id: int):
         project = selectors.project_get(user=request.user, project_id=project_id)
@@ -216,7 +217,9 @@ class ProjectImagesView(APIView):
         uploads = request.FILES.getlist("files")
         files = [(f.name, f.read()) for f in uploads]
         images = _service_call(services.images_upload, project=project, files=files, user=request.user)
-        return Response(ImageOutput(images, many=True).data, status=201)
+        # 200, not 201, when every file was already in the project: nothing was created.
+        created = any(not image.duplicate for image in images)
+        return Response(ImageUploadOutput(images, many=True).data, status=201 if created else 200)
 
 
 class ImageDetailView(APIView):

@@ -122,7 +122,8 @@ class Image(models.Model):
     file_name = models.CharField(max_length=255)
     width = models.PositiveIntegerField(help_text="pixels, after EXIF orientation")
     height = models.PositiveIntegerField(help_text="pixels, after EXIF orientation")
-    checksum = models.CharField(max_length=64, help_text="SHA-256 of the uploaded bytes")
+    checksum = models.CharField(max_length=64, help_text="SHA-256 of the uploaded bytes (an upload whose bytes "
+                                                         "are already in the project is not stored again)")
     embedding_status = models.CharField(
         max_length=10, choices=EmbeddingStatus.choices, default=EmbeddingStatus.PENDING
     )
@@ -150,7 +151,8 @@ class Image(models.Model):
 
     class Meta:
         ordering = ["id"]
-        indexes = [models.Index(fields=["project", "embedding_status"]), models.Index(fields=["project", "status"])]
+        indexes = [models.Index(fields=["project", "embedding_status"]), models.Index(fields=["project", "status"]),
+                   models.Index(fields=["project", "checksum"])]
 
     def __str__(self) -> str:
         return self.file_name

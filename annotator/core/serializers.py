@@ -226,6 +226,19 @@ class ImageOutput(serializers.ModelSerializer):
         return ids[-1] if ids else None
 
 
+class ImageUploadOutput(ImageOutput):
+    """One entry of an upload's answer: the image stored, or the one it duplicates."""
+
+    duplicate = serializers.BooleanField(read_only=True, default=False,
+                                         help_text="the file's bytes were already this image of the project: "
+                                                   "nothing was stored")
+    upload_name = serializers.CharField(read_only=True, help_text="the file's name in this upload "
+                                                                  "(the member path inside an archive)")
+
+    class Meta(ImageOutput.Meta):
+        fields = ImageOutput.Meta.fields + ["duplicate", "upload_name"]
+
+
 class ImageDetailOutput(ImageOutput):
     prev_id = serializers.IntegerField(read_only=True, allow_null=True)
     next_id = serializers.IntegerField(read_only=True, allow_null=True)

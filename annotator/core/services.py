@@ -6,6 +6,7 @@ Rows are written in ``transaction.atomic``; work for a worker is enqueued with
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import logging
@@ -223,15 +224,28 @@ def _expand_uploads(files: list[tuple[str, bytes]],
 
 
 def images_upload(*, project: Project, files: list[tuple[str, bytes]], user) -> list[Image]:
-    """Store uploaded photos and queue their embeddings.
+    """Store uploaded photos and queue their embeddings; a photo already in the project is
+    not stored again.
 
     A ``.zip`` among ``files`` stands for the images inside it (member paths become the
     file names). All files are decoded before anything is stored: if any is bad, none is
     stored and the error lists each bad file (``"<archive>/<member>"`` inside archives).
     Should storing fail midway, the files already written are removed again.
 
+    Duplicates are found by content: a file whose SHA-256 is the ``checksum`` of an image
+    of ``project``, or of an earlier file of this upload, is skipped (not decoded, not
+    stored) and stands for that image in the result, whatever its name. The check runs
+    again under a lock on the project row, so two requests sending the same photo at once
+    store it once (the database has no unique constraint: projects may hold duplicates
+    uploaded before this check existed).
+
     Args:
         files: (file name, bytes) pairs.
+
+    Returns:
+        One image per image file sent (archives expanded), in order: the new image, or for a
+        duplicate the image it duplicates. Each carries ``duplicate`` (bool) and
+        ``upload_name`` (its name in this upload: the member path inside an archive).
 
     Raises:
         ValidationError: keyed by file name.
@@ -239,25 +253,37 @@ def images_upload(*, project: Project, files: list[tuple[str, bytes]], user) -> 
     if not files:
         raise ValidationError({"files": ["No files were sent."]})
     errors: dict[str, list[str]] = {}
-    checked: list[_CheckedImage] = []
-    for key, name, data in _expand_uploads(files, errors):
+    expanded = [(key, name, data, hashlib.sha256(data).hexdigest()) for key, name, data in _expand_uploads(files, errors)]
+    known = _images_by_checksum(project=project, checksums={digest for *_, digest in expanded})
+    seen: set[str] = set()
+    checked: dict[str, _CheckedImage] = {}  # checksum -> the first new file with it
+    for key, name, data, digest in expanded:
+        if digest in known or digest in seen:
+            continue
+        seen.add(digest)
         try:
-            checked.append(_check_image(name, data))
+            checked[digest] = _check_image(name, data)
         except ValueError as exc:
             errors.setdefault(key, []).append(str(exc))
     if errors:
         raise ValidationError(errors)
-    created: list[Image] = []
+    created: dict[str, Image] = {}
     written: list[Any] = []
     try:
         with transaction.atomic():
-            for item in checked:
+            # One upload at a time per project from here on: a photo sent twice at once
+            # (two requests, the upload page sends two at a time) is stored once.
+            Project.objects.select_for_update().filter(pk=project.pk).exists()
+            known.update(_images_by_checksum(project=project, checksums=set(checked) - set(known)))
+            for digest, item in checked.items():
+                if digest in known:
+                    continue  # stored by a concurrent upload meanwhile
                 image = Image(
                     project=project,
                     file_name=item.name[:255],
                     width=item.width,
                     height=item.height,
-                    checksum=hashlib.sha256(item.data).hexdigest(),
+                    checksum=digest,
                 )
                 base = item.name.rsplit("/", 1)[-1]
                 image.file.save(base[-100:] or "image", ContentFile(item.data), save=False)
@@ -266,14 +292,39 @@ def images_upload(*, project: Project, files: list[tuple[str, bytes]], user) -> 
                     image.display_file.save(f"{image.checksum[:16]}.png", ContentFile(item.display_png), save=False)
                     written.append(image.display_file)
                 image.save()
-                created.append(image)
-            ids = [img.pk for img in created]
-            transaction.on_commit(lambda: _enqueue_embeddings(ids), robust=True)
+                created[digest] = image
+            ids = [img.pk for img in created.values()]
+            if ids:
+                transaction.on_commit(lambda: _enqueue_embeddings(ids), robust=True)
     except BaseException:
         for stored in written:  # no orphan files for rows that were rolled back
             stored.delete(save=False)
         raise
-    return created
+    out: list[Image] = []
+    emitted: set[str] = set()
+    for _key, name, _data, digest in expanded:
+        fresh = created.get(digest)
+        if fresh is not None and digest not in emitted:
+            image = fresh
+            image.duplicate = False
+        else:  # its own object: each entry has its own upload_name
+            image = copy.copy(fresh if fresh is not None else known[digest])
+            image.duplicate = True
+        image.upload_name = name
+        emitted.add(digest)
+        out.append(image)
+    return out
+
+
+def _images_by_checksum(*, project: Project, checksums: set[str]) -> dict[str, Image]:
+    """The project's images with these checksums (SHA-256 of the uploaded bytes), the
+    oldest one per checksum."""
+    if not checksums:
+        return {}
+    found: dict[str, Image] = {}
+    for image in Image.objects.filter(project=project, checksum__in=checksums).order_by("-id"):
+        found[image.checksum] = image
+    return found
 
 
 def image_request_embedding(*, image: Image) -> None:

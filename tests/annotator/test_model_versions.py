@@ -29,7 +29,7 @@ from annotator.core.models import AnnotationEvent, Embedding, Image, ModelVersio
 from engine.identity import file_sha256
 from engine.rle import mask_to_rle
 from tests.annotator.test_workflow import client_for
-from tests.factories import UserFactory, project_with_photos
+from tests.factories import UserFactory, grabcut_photo, project_with_photos
 
 pytestmark = pytest.mark.django_db
 
@@ -209,8 +209,8 @@ def test_switching_a_project_reembeds_its_images_with_progress_and_pairs_embeddi
 
     # A page that loaded the old decoder, asking for an image that has no embedding of it,
     # is told the project switched (the browser shows it; it never decodes a mismatch).
-    third = services.images_upload(project=project, files=[("copy.jpg", images[0].file.open("rb").read())],
-                                   user=user)[0]
+    # (Another photo: the same bytes again would be a duplicate, not a new image.)
+    third = services.images_upload(project=project, files=[grabcut_photo("153077.jpg")], user=user)[0]
     services.embedding_compute(image=third)
     res = api_client.get(f"/api/images/{third.pk}/embedding", {"model_id": default_id})
     assert res.status_code == 409 and res.json()["code"] == "model_changed"

@@ -181,8 +181,8 @@ def test_reconciler_queues_only_stale_pending_images_once_per_period(user, monke
     with monkeypatch.context() as m:
         m.setattr(services, "_enqueue_embeddings", lambda ids: None)
         images = services.images_upload(project=project, user=user, files=[
-            grabcut_photo("124080.jpg"), grabcut_photo("llama.bmp"), grabcut_photo("124080.jpg"),
-            grabcut_photo("llama.bmp")])
+            grabcut_photo("124080.jpg"), grabcut_photo("llama.bmp"), grabcut_photo("153077.jpg"),
+            grabcut_photo("65019.jpg")])  # four different photos: the same bytes twice would be one image
     stale, fresh, ready, legacy = (img.pk for img in images)
     long_ago = timezone.now() - timedelta(hours=2)
     Image.objects.filter(pk__in=[stale, ready]).update(embedding_queued_at=long_ago)

@@ -1,7 +1,8 @@
 /** Entry point of a project's "Upload images" page: files from the picker or dropped on the
  * page go to `POST /api/projects/<id>/images/` one per request, two at a time
  * (lib/uploads.ts UploadQueue); each row shows the file's progress and the server's answer
- * (uploaded, or refused with its reason; Retry sends it again), then each image's embedding
+ * (uploaded; already in the project, with a link to that image; refused with its reason; or
+ * failed on the way, with Retry), then each image's embedding
  * (and pre-fill) status from the images API, polled until settled, and a link to annotate. */
 import { ApiError, getImage, listImages, setApiRoot, uploadImageFile } from './api';
 import {
@@ -10,6 +11,7 @@ import {
   pollDelay,
   pollPlan,
   uploadFailure,
+  uploadResult,
   UploadQueue,
   type ImageStage,
   type TrackedImage,
@@ -69,8 +71,10 @@ function span(className: string, text: string, attrs: Record<string, string> = {
   return s;
 }
 
-const UPLOAD_LABEL: Record<UploadItem<File>['state'], string> = {
-  queued: 'queued', uploading: 'uploading', uploaded: 'uploaded', refused: 'refused', failed: 'failed',
+/** How the summary line counts files in each state. */
+const SUMMARY_LABEL: Record<UploadItem<File>['state'], string> = {
+  queued: 'queued', uploading: 'uploading', uploaded: 'uploaded', duplicate: 'already in the project', refused: 'refused',
+  failed: 'failed',
 };
 
 function uploadCell(item: UploadItem<File>): HTMLTableCellElement {
@@ -81,10 +85,24 @@ function uploadCell(item: UploadItem<File>): HTMLTableCellElement {
     bar.value = item.progress;
     td.append(bar, ' ', span('upload-result', item.state === 'queued' ? 'queued' : `${Math.round(item.progress * 100)}%`));
   } else {
-    const text = item.state === 'uploaded'
-      ? `uploaded${item.images.length > 1 ? ` (${item.images.length} images)` : ''}`
-      : `${UPLOAD_LABEL[item.state]}: ${item.reason ?? ''}`;
-    td.append(span('upload-result', text));
+    const result = span('upload-result', '');
+    for (const part of uploadResult(item)) {
+      if (typeof part === 'string') result.append(part);
+      else {
+        const a = document.createElement('a');
+        a.className = 'duplicate-link';
+        a.href = `${annotateUrl}?image=${part.imageId}`;
+        a.textContent = part.text;
+        result.append(a);
+      }
+    }
+    td.append(result);
+    if (item.duplicates.length && item.state === 'uploaded') {
+      const shown = item.duplicates.slice(0, 5).map((d) => `${d.name} (image ${d.imageId})`);
+      const more = item.duplicates.length - shown.length;
+      td.append(document.createElement('br'),
+        span('duplicate-note muted', `already in the project: ${shown.join(', ')}${more > 0 ? ` and ${more} more` : ''}`));
+    }
   }
   return td;
 }
@@ -113,7 +131,8 @@ function render(item: UploadItem<File>): void {
   tr.dataset['embedding'] = !stages.length ? '' : stages.every((s) => s.image.embedding_status === 'ready') ? 'ready'
     : stages.some((s) => s.image.embedding_status === 'failed') ? 'failed' : 'pending';
   const actions = cell('actions');
-  if (item.state === 'refused' || item.state === 'failed') {
+  // Only a failure on the way is worth sending again; a refusal would be refused again.
+  if (item.state === 'failed') {
     const retry = document.createElement('button');
     retry.type = 'button';
     retry.className = 'retry';
@@ -139,19 +158,24 @@ function render(item: UploadItem<File>): void {
 }
 
 function renderSummary(): void {
-  const counts: Record<string, number> = { queued: 0, uploading: 0, uploaded: 0, refused: 0, failed: 0 };
+  const counts: Record<string, number> = { queued: 0, uploading: 0, uploaded: 0, duplicate: 0, refused: 0, failed: 0 };
+  let skipped = 0;
   let images = 0;
   let ready = 0;
   for (const item of queue.items) {
     counts[item.state] = (counts[item.state] ?? 0) + 1;
+    if (item.state === 'uploaded') skipped += item.duplicates.length;
     for (const im of item.images) {
       images++;
       if (im.embedding_status === 'ready') ready++;
     }
   }
-  const parts = Object.entries(counts).filter(([, n]) => n > 0).map(([state, n]) => `${n} ${state}`);
+  const parts = Object.entries(counts).filter(([, n]) => n > 0)
+    .map(([state, n]) => `${n} ${SUMMARY_LABEL[state as UploadItem<File>['state']]}`);
+  if (skipped) parts.push(`${skipped} zip member${skipped === 1 ? '' : 's'} already in the project (skipped)`);
   summary.textContent = queue.items.length ? `${parts.join(', ')} · embeddings ready: ${ready}/${images}` : '';
   summary.dataset['uploaded'] = String(counts['uploaded']);
+  summary.dataset['duplicates'] = String((counts['duplicate'] ?? 0) + skipped);
   summary.dataset['ready'] = String(ready);
   summary.dataset['busy'] = String(queue.busy);
 }

@@ -4,7 +4,9 @@ import {
   imageStage,
   pollDelay,
   pollPlan,
+  splitUpload,
   uploadFailure,
+  uploadResult,
   UploadQueue,
   type TrackedImage,
   type UploadOutcome,
@@ -94,6 +96,36 @@ describe('UploadQueue', () => {
     expect(q.busy).toBe(false);
   });
 
+  it('retries only a file that failed on the way, never one the server refused', async () => {
+    const { send, pending } = manualSender();
+    const q = new UploadQueue<FakeFile>(send);
+    const [bad, net] = q.add([{ name: 'bad.jpg', size: 1 }, { name: 'net.jpg', size: 1 }]);
+    pending[0]!.answer({ ok: false, refused: true, reason: 'not a readable image' });
+    pending[1]!.answer({ ok: false, refused: false, reason: 'HTTP 503 Service Unavailable' });
+    await q.idle();
+    expect(q.retry(bad!.key)).toBe(false);
+    expect([bad!.state, bad!.reason, pending.length]).toEqual(['refused', 'not a readable image', 2]);
+    expect(q.retry(net!.key)).toBe(true);
+    expect(pending.length).toBe(3);
+  });
+
+  it('a file the project had already is "duplicate", not uploaded; a zip counts its skipped members', async () => {
+    const { send, pending } = manualSender();
+    const q = new UploadQueue<FakeFile>(send, { concurrency: 2 });
+    const [again, zip] = q.add([{ name: 'again.jpg', size: 1 }, { name: 'batch.zip', size: 1 }]);
+    pending[0]!.answer({ ok: true, images: [image(7, { duplicate: true, upload_name: 'again.jpg' })] });
+    pending[1]!.answer({ ok: true, images: [
+      image(7, { duplicate: true, upload_name: 'a/old.jpg' }), image(8, { duplicate: false, upload_name: 'a/new.jpg' }),
+      image(8, { duplicate: true, upload_name: 'b/new-copy.jpg' }), image(9, { duplicate: false, upload_name: 'b/other.jpg' }),
+    ] });
+    await q.idle();
+    expect([again!.state, again!.stored, again!.duplicates]).toEqual(['duplicate', 0, [{ name: 'again.jpg', imageId: 7 }]]);
+    expect(again!.images.map((i) => i.id)).toEqual([7]);
+    expect(q.retry(again!.key)).toBe(false);
+    expect([zip!.state, zip!.stored, zip!.duplicates.length]).toEqual(['uploaded', 2, 2]);
+    expect(zip!.images.map((i) => i.id)).toEqual([7, 8, 9]); // each image once: polled once
+  });
+
   it('refuses a bad concurrency', () => {
     expect(() => new UploadQueue(async () => ({ ok: true, images: [] }), { concurrency: 0 })).toThrow(RangeError);
   });
@@ -113,6 +145,13 @@ describe('the server\'s refusal as one line', () => {
     expect(uploadFailure(413, { detail: 'The request body is 300 bytes, over the limit of 200 bytes for an upload.' }, 'a', 'x'))
       .toEqual({ ok: false, refused: true, reason: 'The request body is 300 bytes, over the limit of 200 bytes for an upload.' });
     expect(uploadFailure(403, { detail: 'Your role (annotator) may not settings in this project.' }, 'a', 'x').refused).toBe(true);
+  });
+  it('busy (429), timeout (408) and an expired session (401, a CSRF 403) are failures worth retrying', () => {
+    expect(uploadFailure(429, { detail: 'Request was throttled.' }, 'a', 'x').refused).toBe(false);
+    expect(uploadFailure(408, null, 'a', 'HTTP 408').refused).toBe(false);
+    expect(uploadFailure(401, { detail: 'Authentication credentials were not provided.' }, 'a', 'x').refused).toBe(false);
+    expect(uploadFailure(403, { detail: 'CSRF Failed: CSRF token missing.' }, 'a', 'x').refused).toBe(false);
+    expect(uploadFailure(404, { detail: 'Not found.' }, 'a', 'x').refused).toBe(true);
   });
   it('no answer or a server error is a failure (retry may help), with the fallback text', () => {
     expect(uploadFailure(0, null, 'a', 'network error: the upload did not reach the server')).toEqual({
@@ -157,5 +196,30 @@ describe('polling', () => {
   });
   it('formats sizes as the page states the limits', () => {
     expect([formatBytes(312), formatBytes(2048), formatBytes(50 * 1024 * 1024)]).toEqual(['312 bytes', '2.0 KB', '50.0 MB']);
+  });
+});
+
+describe('duplicates in an upload\'s answer', () => {
+  it('each image once, the stored count, which files were already there', () => {
+    const split = splitUpload([
+      image(3, { duplicate: false, upload_name: 'x.jpg' }), image(3, { duplicate: true, upload_name: 'x copy.jpg' }),
+      image(1, { duplicate: true }),
+    ]);
+    expect(split.images.map((i) => i.id)).toEqual([3, 1]);
+    expect(split.stored).toBe(1);
+    expect(split.duplicates).toEqual([{ name: 'x copy.jpg', imageId: 3 }, { name: '1.jpg', imageId: 1 }]);
+  });
+  it('the result line: a duplicate links to the image it repeats; no reason words for it', () => {
+    const base = { reason: null, stored: 0, duplicates: [] as { name: string; imageId: number }[] };
+    expect(uploadResult({ ...base, state: 'uploaded', stored: 1 })).toEqual(['uploaded']);
+    expect(uploadResult({ ...base, state: 'uploaded', stored: 3 })).toEqual(['uploaded (3 images)']);
+    expect(uploadResult({ ...base, state: 'uploaded', stored: 1, duplicates: [{ name: 'a', imageId: 2 }, { name: 'b', imageId: 4 }] }))
+      .toEqual(['uploaded (1 image; 2 already in the project, skipped)']);
+    expect(uploadResult({ ...base, state: 'duplicate', duplicates: [{ name: 'a.jpg', imageId: 12 }] }))
+      .toEqual(['already in the project (', { imageId: 12, text: 'image 12' }, ')']);
+    expect(uploadResult({ ...base, state: 'duplicate', duplicates: [{ name: 'a', imageId: 2 }, { name: 'b', imageId: 4 }] }))
+      .toEqual(['already in the project (all 2 images, skipped)']);
+    expect(uploadResult({ ...base, state: 'refused', reason: 'the file is empty' })).toEqual(['refused: the file is empty']);
+    expect(uploadResult({ ...base, state: 'queued' })).toEqual([]);
   });
 });

@@ -4,10 +4,14 @@ The project list's "New project" form: the server's validation errors next to th
 (a blank name, a category name over 100 characters on its own row), then a project with two
 coloured labels, landing on its upload page. There: 3 real COCO photos and one corrupt file
 through the file input, one more photo by a synthetic drop; the corrupt file shows the
-server's refusal while the others upload; one upload that never reaches the server (the
-request aborted) shows "failed" and succeeds on Retry, the others' results untouched; every
-photo reaches "embedding ready" (the session's real Celery worker); its Annotate link opens
-the annotate page on that photo.
+server's refusal, with no Retry (it would be refused again), while the others upload; one
+upload that never reaches the server (the request aborted) shows "failed" and succeeds on
+Retry, the others' results untouched; every photo reaches "embedding ready" (the session's
+real Celery worker). Then duplicates: a photo picked again under another name shows "already
+in the project (image N)" with a link to that image and no Retry, nothing stored; a zip with
+one photo already there and one new stores the new one and counts the other as skipped
+(its first request answered 503: Retry, as for any failure on the way). The Annotate link
+opens the annotate page on a photo.
 
 Needs the built frontend, Chromium at /usr/bin/chromium, the real PostgreSQL and Redis.
 """
@@ -15,7 +19,9 @@ Needs the built frontend, Chromium at /usr/bin/chromium, the real PostgreSQL and
 from __future__ import annotations
 
 import base64
+import io
 import threading
+import zipfile
 
 import pytest
 
@@ -29,6 +35,7 @@ COCO = SHARED_DATA / "coco_mval" / "img"
 PICKED = ("airplane02_000000272136.jpg", "airplane05_000000005477.jpg", "banana00_000000193926.jpg")
 DROPPED = "apple01_000000216277.jpg"
 CORRUPT = ("corrupt.jpg", b"these bytes are not an image, whatever the name says\n" * 20)
+ZIPPED_NEW = "bear00_000000243075.jpg"
 
 
 def _built() -> None:
@@ -156,11 +163,15 @@ def test_create_a_project_and_upload_photos_in_the_browser(app_server, celery_wo
             for name in (PICKED[1], PICKED[2], DROPPED):
                 expect(_row(page, name)).to_have_attribute("data-state", "uploaded")
 
-            # Retry: the failed one uploads now; the corrupt one is refused again; nothing else changes.
+            # Retry only where it may help: the failed one (no answer) has it and uploads now; the
+            # refused one (the server's 400) has none; nothing else changes.
+            expect(_row(page, CORRUPT[0]).locator("button.retry")).to_have_count(0)
+            for name in (PICKED[1], PICKED[2], DROPPED):
+                expect(_row(page, name).locator("button.retry")).to_have_count(0)
             _row(page, PICKED[0]).locator("button.retry").click()
-            _row(page, CORRUPT[0]).locator("button.retry").click()
             expect(_row(page, PICKED[0])).to_have_attribute("data-state", "uploaded", timeout=60_000)
-            expect(_row(page, CORRUPT[0])).to_have_attribute("data-state", "refused", timeout=60_000)
+            expect(_row(page, PICKED[0]).locator("button.retry")).to_have_count(0)
+            expect(_row(page, CORRUPT[0])).to_have_attribute("data-state", "refused")
             expect(_row(page, CORRUPT[0]).locator(".upload-result")).to_contain_text("not a readable image")
             page.unroute("**/api/projects/*/images/")
 
@@ -172,6 +183,47 @@ def test_create_a_project_and_upload_photos_in_the_browser(app_server, celery_wo
             expect(page.locator("#upload-summary")).to_contain_text("embeddings ready: 4/4")
             stored = _db(lambda: list(Image.objects.filter(project=project).values_list("file_name", "embedding_status")))
             assert sorted(stored) == sorted((name, "ready") for name in (PICKED[0], PICKED[1], PICKED[2], DROPPED))
+
+            # ---- Duplicates: the same bytes under another name, and a zip of one known photo and
+            # one new; the zip's first request gets a 503 (a failure on the way: Retry).
+            first_zip: list[int] = []
+
+            def zip_503_once(route):
+                body = route.request.post_data_buffer or b""
+                if route.request.method == "POST" and b'filename="more.zip"' in body and not first_zip:
+                    first_zip.append(1)
+                    route.fulfill(status=503, content_type="application/json",
+                                  body='{"detail": "The server is restarting."}')
+                else:
+                    route.continue_()
+
+            page.route("**/api/projects/*/images/", zip_503_once)
+            known = _db(lambda: Image.objects.get(project=project, file_name=PICKED[1]))
+            buf = io.BytesIO()
+            with zipfile.ZipFile(buf, "w") as zf:
+                zf.writestr(f"trip/{PICKED[2]}", (COCO / PICKED[2]).read_bytes())
+                zf.writestr(f"trip/{ZIPPED_NEW}", (COCO / ZIPPED_NEW).read_bytes())
+            page.set_input_files("#file-input", [
+                {"name": "plane-copy.jpg", "mimeType": "image/jpeg", "buffer": (COCO / PICKED[1]).read_bytes()},
+                {"name": "more.zip", "mimeType": "application/zip", "buffer": buf.getvalue()}])
+            copy_row, zip_row = _row(page, "plane-copy.jpg"), _row(page, "more.zip")
+            expect(copy_row).to_have_attribute("data-state", "duplicate", timeout=60_000)
+            expect(copy_row.locator(".upload-result")).to_have_text(f"already in the project (image {known.pk})")
+            link = copy_row.locator(".upload-result a.duplicate-link")
+            assert link.get_attribute("href") == f"/projects/{project.pk}/annotate/?image={known.pk}"
+            expect(copy_row.locator("button.retry")).to_have_count(0)
+            expect(zip_row).to_have_attribute("data-state", "failed", timeout=60_000)
+            expect(zip_row.locator(".upload-result")).to_have_text("failed: The server is restarting.")
+            zip_row.locator("button.retry").click()
+            expect(zip_row).to_have_attribute("data-state", "uploaded", timeout=60_000)
+            expect(zip_row.locator(".upload-result")).to_have_text("uploaded (1 image; 1 already in the project, skipped)")
+            expect(zip_row.locator(".duplicate-note")).to_contain_text(f"trip/{PICKED[2]} (image ")
+            expect(zip_row.locator("button.retry")).to_have_count(0)
+            page.unroute("**/api/projects/*/images/")
+            expect(page.locator("#upload-summary")).to_contain_text("1 already in the project")
+            expect(page.locator("#upload-summary")).to_contain_text("1 zip member already in the project (skipped)")
+            names_now = _db(lambda: sorted(Image.objects.filter(project=project).values_list("file_name", flat=True)))
+            assert names_now == sorted([PICKED[0], PICKED[1], PICKED[2], DROPPED, f"trip/{ZIPPED_NEW}"])
             page.screenshot(path=str(ARTIFACTS / "upload.png"), full_page=True)
 
             # ---- Annotate from the link: the page opens on that photo, ready to click.

@@ -1,12 +1,16 @@
 /**
  * The upload page's logic as plain data, unit-tested: a queue that sends each file on its
  * own request with a small concurrency (a 2-core server decodes every photo in full), keeps
- * every file's result whatever happens to the others and can retry a failed one; the
- * server's refusal as one line; each uploaded image's embedding / pre-fill stage as the
- * images API reports it; and how to poll for it. upload.ts draws it and talks to the API.
+ * every file's result whatever happens to the others and can retry one that failed on the
+ * way (not one the server refused: sending it again changes nothing); the server's refusal
+ * as one line; files already in the project (duplicates, docs/api.md "Images"); each
+ * uploaded image's embedding / pre-fill stage as the images API reports it; and how to poll
+ * for it. upload.ts draws it and talks to the API.
  */
+import { classifyStatus } from './outbox';
 
-export type UploadState = 'queued' | 'uploading' | 'uploaded' | 'refused' | 'failed';
+/** `duplicate`: the server had every image of the file already (nothing stored). */
+export type UploadState = 'queued' | 'uploading' | 'uploaded' | 'duplicate' | 'refused' | 'failed';
 
 /** What the page tracks of an uploaded image (a subset of the images API's image). */
 export interface TrackedImage {
@@ -16,11 +20,22 @@ export interface TrackedImage {
   embedding_error?: string | null;
   proposals_status?: 'none' | 'pending' | 'running' | 'ready' | 'failed';
   proposals_error?: string | null;
+  /** In an upload's answer: the file's bytes were already this image (nothing stored). */
+  duplicate?: boolean;
+  /** In an upload's answer: the file's name in that upload (a member's path in a zip). */
+  upload_name?: string;
+}
+
+/** A file of an upload (or a member of its zip) that was already in the project. */
+export interface DuplicateFile {
+  name: string;
+  imageId: number;
 }
 
 /**
- * One request's result. `refused`: the server answered and said no (4xx, with its reason);
- * otherwise the request failed on the way (no answer, a 5xx).
+ * One request's result. `refused`: the server answered and said no for good (a 4xx with its
+ * reason: a bad file, too large, no right); otherwise the request failed on the way (no
+ * answer, a 5xx, 408/429, an expired session) and may succeed if sent again.
  */
 export type UploadOutcome =
   | { ok: true; images: TrackedImage[] }
@@ -40,7 +55,12 @@ export interface UploadItem<F extends UploadFile> {
   progress: number;
   /** Why it was refused or failed (the server's words when it answered). */
   reason: string | null;
+  /** The images the file stands for, each once: new ones and those it duplicates. */
   images: TrackedImage[];
+  /** How many new images the server stored for the file. */
+  stored: number;
+  /** Its images (zip members) that the project had already: skipped by the server. */
+  duplicates: DuplicateFile[];
   attempts: number;
 }
 
@@ -82,7 +102,9 @@ export class UploadQueue<F extends UploadFile> {
   add(files: Iterable<F>): UploadItem<F>[] {
     const added: UploadItem<F>[] = [];
     for (const file of files) {
-      const item: UploadItem<F> = { key: this.nextKey++, file, state: 'queued', progress: 0, reason: null, images: [], attempts: 0 };
+      const item: UploadItem<F> = {
+        key: this.nextKey++, file, state: 'queued', progress: 0, reason: null, images: [], stored: 0, duplicates: [], attempts: 0,
+      };
       this.list.push(item);
       added.push(item);
       this.onChange(item);
@@ -91,10 +113,11 @@ export class UploadQueue<F extends UploadFile> {
     return added;
   }
 
-  /** Sends a refused or failed file again; false for an unknown key or any other state. */
+  /** Sends a file that failed on the way again; false for an unknown key or any other state
+   * (a refused file would be refused again). */
   retry(key: number): boolean {
     const item = this.list.find((i) => i.key === key);
-    if (!item || (item.state !== 'refused' && item.state !== 'failed')) return false;
+    if (!item || item.state !== 'failed') return false;
     item.state = 'queued';
     item.progress = 0;
     item.reason = null;
@@ -147,15 +170,69 @@ export class UploadQueue<F extends UploadFile> {
       outcome = { ok: false, refused: false, reason: e instanceof Error ? e.message : String(e) };
     }
     if (outcome.ok) {
-      item.state = 'uploaded';
+      const split = splitUpload(outcome.images);
+      item.state = split.stored === 0 && split.duplicates.length > 0 ? 'duplicate' : 'uploaded';
       item.progress = 1;
       item.reason = null;
-      item.images = outcome.images;
+      item.images = split.images;
+      item.stored = split.stored;
+      item.duplicates = split.duplicates;
     } else {
       item.state = outcome.refused ? 'refused' : 'failed';
       item.reason = outcome.reason;
     }
     this.onChange(item);
+  }
+}
+
+/**
+ * An upload's answer (one entry per image file sent, a duplicate's entry being the image it
+ * repeats) as what the page tracks: each image once, how many were stored, which files
+ * were already in the project.
+ */
+export function splitUpload(answer: TrackedImage[]): { images: TrackedImage[]; stored: number; duplicates: DuplicateFile[] } {
+  const images: TrackedImage[] = [];
+  const seen = new Set<number>();
+  const duplicates: DuplicateFile[] = [];
+  let stored = 0;
+  for (const im of answer) {
+    if (im.duplicate) duplicates.push({ name: im.upload_name ?? im.file_name, imageId: im.id });
+    else stored++;
+    if (!seen.has(im.id)) {
+      seen.add(im.id);
+      images.push(im);
+    }
+  }
+  return { images, stored, duplicates };
+}
+
+/** A piece of a result line: text, or a link to an image of the project. */
+export type ResultPart = string | { imageId: number; text: string };
+
+/**
+ * The line a file's row shows for its upload: "uploaded (3 images; 2 already in the
+ * project, skipped)", "already in the project (image 12)" with a link to that image,
+ * "refused: <the server's reason>", "failed: <why>"; empty while queued or sending.
+ */
+export function uploadResult(item: Pick<UploadItem<UploadFile>, 'state' | 'reason' | 'stored' | 'duplicates'>): ResultPart[] {
+  const dups = item.duplicates.length;
+  switch (item.state) {
+    case 'uploaded': {
+      const notes: string[] = [];
+      if (item.stored > 1 || dups > 0) notes.push(`${item.stored} image${item.stored === 1 ? '' : 's'}`);
+      if (dups > 0) notes.push(`${dups} already in the project, skipped`);
+      return [notes.length ? `uploaded (${notes.join('; ')})` : 'uploaded'];
+    }
+    case 'duplicate': {
+      const ids = [...new Set(item.duplicates.map((d) => d.imageId))];
+      if (ids.length === 1) return ['already in the project (', { imageId: ids[0]!, text: `image ${ids[0]}` }, ')'];
+      return [`already in the project (all ${dups} images, skipped)`];
+    }
+    case 'refused':
+    case 'failed':
+      return [`${item.state}: ${item.reason ?? ''}`];
+    default:
+      return [];
   }
 }
 
@@ -169,7 +246,8 @@ function messages(v: unknown): string[] {
 
 /**
  * A failed `POST /api/projects/<id>/images/` of one file as an outcome with one line of
- * reason, in the server's words.
+ * reason, in the server's words, and whether it was a refusal for good (no Retry) or a
+ * failure on the way (Retry).
  *
  * @param status HTTP status; 0 when no answer came (network error, aborted).
  * @param body the parsed JSON body: `{"detail": "..."}` (413, 403) or, for a bad file,
@@ -179,10 +257,11 @@ function messages(v: unknown): string[] {
  * @param fallback what to say when the body says nothing usable ("HTTP 502 Bad Gateway").
  */
 export function uploadFailure(status: number, body: unknown, fileName: string, fallback: string): UploadOutcome & { ok: false } {
-  const refused = status >= 400 && status < 500;
   let parts: string[] = [];
+  let detail = '';
   if (body && typeof body === 'object' && !Array.isArray(body)) {
     const obj = body as Record<string, unknown>;
+    if (typeof obj['detail'] === 'string') detail = obj['detail'];
     if (typeof obj['detail'] === 'string') parts = [obj['detail']];
     else {
       for (const [key, value] of Object.entries(obj)) {
@@ -192,6 +271,9 @@ export function uploadFailure(status: number, body: unknown, fileName: string, f
     }
   } else if (Array.isArray(body)) parts = messages(body);
   const reason = parts.length ? parts.join('; ') : fallback;
+  // The outbox's rule (lib/outbox.ts): no answer, 5xx, 408, 429 and an expired session
+  // (401, a 403 about credentials or CSRF) are worth sending again; other 4xx are not.
+  const refused = classifyStatus(status, detail) === 'rejected';
   return { ok: false, refused, reason };
 }
 

@@ -149,7 +149,7 @@ export class AnnotateApp {
       : null;
   /** Active time on the current mask: first prompt to save, idle gaps over 30 s removed. */
   private readonly active = new ActiveTimer();
-  private readonly work = new WorkSession(this.store);
+  private readonly work = new WorkSession(this.store, () => this.outbox?.list() ?? []);
   /** Time on the focused proposal, for the `active_ms` of an accept or reject. */
   private readonly proposalClock = new ActiveTimer();
   /** Proposals with an accept/reject request in flight (a second key press is ignored). */

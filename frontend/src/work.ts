@@ -1,6 +1,8 @@
 /**
  * Team work on the annotate page: the lease on the open image (taken on open, renewed by a
- * heartbeat, given back on leaving the image or the page), "Done" (the image goes to
+ * heartbeat, given back on leaving the image or the page — unless a save of it still waits
+ * in the outbox — and taken again when the browser restores the page from its
+ * back/forward cache), "Done" (the image goes to
  * review, the queue gives the next one), and the work bar that shows the image's state —
  * a reviewer's rejection comment, who else holds it — and, on a read-only page (a role that
  * may not annotate), the banner that says so. docs/api.md "Work queue".
@@ -32,17 +34,58 @@ export function shownStatus(status: string, lease: WorkState['lease']): string {
   return lease === 'mine' && (status === 'new' || status === 'rejected') ? 'in_progress' : status;
 }
 
+/** What the lease rule needs of a save kept in the outbox (lib/outbox.ts OutboxEntry). */
+export interface PendingSave {
+  imageId: number;
+  /** Refused by the server for good: it is not sent again. */
+  rejected: boolean;
+}
+
+/**
+ * Whether leaving `imageId` may give its lease back. Not while a save of that image is
+ * still only in the outbox: it is sent again (when the page is open again, from IndexedDB)
+ * and must find the image still ours, not taken by another annotator meanwhile (their
+ * lease would refuse it with 409); the lease then lapses by itself after its duration
+ * (ANNOTATOR_LEASE_SECONDS, 10 min) unless the page comes back first. A save the server
+ * refused for good is never sent again, so it does not hold the image.
+ */
+export function mayRelease(imageId: number, pending: readonly PendingSave[]): boolean {
+  return !pending.some((e) => e.imageId === imageId && !e.rejected);
+}
+
 export class WorkSession {
   /** The image whose lease this page holds, if any. */
   private held: number | null = null;
   private heartbeat: ReturnType<typeof setInterval> | null = null;
 
-  constructor(private readonly store: Store) {
-    // Leaving the page gives the lease back at once (else it lapses after its duration).
-    window.addEventListener('pagehide', () => {
-      if (this.held !== null) void releaseLease(this.held, true).catch(() => undefined);
-      this.held = null;
+  /**
+   * @param pendingSaves the saves still in the outbox (the lease of an image with one is
+   *   kept when the page leaves it: see `mayRelease`).
+   */
+  constructor(private readonly store: Store, private readonly pendingSaves: () => readonly PendingSave[] = () => []) {
+    // Closing the tab or going to another page gives the lease back at once (else it would
+    // hold the image for its whole duration): a keepalive request outlives the page, and
+    // carries the session cookie and the CSRF header as any other (sendBeacon could not).
+    window.addEventListener('pagehide', () => this.leave());
+    // Back to a page the browser kept in its back/forward cache: the lease was given back
+    // on the way out; take it again now rather than at the next heartbeat.
+    window.addEventListener('pageshow', (ev) => {
+      if ((ev as PageTransitionEvent).persisted) this.resume();
     });
+  }
+
+  /** The page goes away (pagehide): give the lease back unless a save of it waits. */
+  private leave(): void {
+    this.stopHeartbeat();
+    const held = this.held;
+    this.held = null;
+    if (held !== null && mayRelease(held, this.pendingSaves())) void releaseLease(held, true).catch(() => undefined);
+  }
+
+  /** The page is shown again from the back/forward cache: work on its image again. */
+  private resume(): void {
+    const image = this.store.get().image;
+    if (image && this.held === null) void this.enter(image);
   }
 
   private setWork(patch: Partial<WorkState>): void {
@@ -61,7 +104,7 @@ export class WorkSession {
     if (this.held !== null && this.held !== image.id) {
       const prev = this.held;
       this.held = null;
-      void releaseLease(prev).catch(() => undefined);
+      if (mayRelease(prev, this.pendingSaves())) void releaseLease(prev).catch(() => undefined);
     }
     this.stopHeartbeat();
     const s = this.store.get();

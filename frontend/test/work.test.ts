@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ApiError } from '../src/api';
 import { initialState, Store } from '../src/store';
-import { shownStatus, WorkSession } from '../src/work';
+import { mayRelease, shownStatus, WorkSession } from '../src/work';
 
 // Found by the QA pass: the work bar said "Image new · yours until …" for an image the
 // server had moved to in_progress (the lease does that), and still "yours" after a manager
@@ -45,5 +45,69 @@ describe('a mask write refused because someone else holds the lease now', () => 
     expect(work.lostLease(12, new Error('network'))).toBe(false);
     work.lostLease(13, conflict);
     expect(store.get().work.lease).toBe('mine');
+  });
+});
+
+describe('leaving the page: the lease goes back unless a save of the image still waits', () => {
+  afterEach(() => vi.unstubAllGlobals());
+
+  const lease = { image: 12, holder: 'demo', expires_at: '2026-12-01T18:10:00Z', lease_seconds: 600 };
+
+  /** A page holding image 12's lease; `fire` dispatches window events; `calls` the requests. */
+  async function page(pending: { imageId: number; rejected: boolean }[] = []) {
+    const listeners = new Map<string, ((ev: unknown) => void)[]>();
+    vi.stubGlobal('window', {
+      addEventListener: (type: string, fn: (ev: unknown) => void) => listeners.set(type, [...(listeners.get(type) ?? []), fn]),
+    });
+    const calls: { url: string; method: string; keepalive: boolean }[] = [];
+    vi.stubGlobal('fetch', async (url: string, init: RequestInit) => {
+      calls.push({ url, method: init.method ?? 'GET', keepalive: init.keepalive === true });
+      return init.method === 'DELETE' ? new Response(null, { status: 204 }) : Response.json(lease);
+    });
+    const store = new Store({
+      ...initialState,
+      project: { id: 3, actions: ['annotate'] } as never,
+      image: { id: 12, status: 'in_progress' } as never,
+    });
+    const work = new WorkSession(store, () => pending);
+    await work.enter({ id: 12, status: 'in_progress' } as never);
+    const fire = (type: string, ev: unknown = {}) => (listeners.get(type) ?? []).forEach((fn) => fn(ev));
+    return { store, work, calls, fire };
+  }
+
+  it('pagehide gives it back with a request that outlives the page', async () => {
+    const { calls, fire, store } = await page();
+    expect(store.get().work.lease).toBe('mine');
+    calls.length = 0;
+    fire('pagehide', { persisted: false });
+    expect(calls).toEqual([{ url: '/api/images/12/lease', method: 'DELETE', keepalive: true }]);
+  });
+
+  it('not while a save of that image is in the outbox; saves of other images or refused ones do not count', async () => {
+    const kept = await page([{ imageId: 12, rejected: false }]);
+    kept.calls.length = 0;
+    kept.fire('pagehide', { persisted: false });
+    expect(kept.calls).toEqual([]);
+    const other = await page([{ imageId: 99, rejected: false }, { imageId: 12, rejected: true }]);
+    other.calls.length = 0;
+    other.fire('pagehide', { persisted: false });
+    expect(other.calls.map((c) => c.method)).toEqual(['DELETE']);
+  });
+
+  it('back from the back/forward cache: the lease is taken again at once', async () => {
+    const { calls, fire } = await page();
+    fire('pagehide', { persisted: true });
+    calls.length = 0;
+    fire('pageshow', { persisted: false }); // a fresh load: nothing to do here
+    expect(calls).toEqual([]);
+    fire('pageshow', { persisted: true });
+    await new Promise((r) => setTimeout(r, 0));
+    expect(calls).toEqual([{ url: '/api/images/12/lease', method: 'POST', keepalive: false }]);
+  });
+
+  it('mayRelease: only a waiting save of that image holds it', () => {
+    expect(mayRelease(12, [])).toBe(true);
+    expect(mayRelease(12, [{ imageId: 12, rejected: false }])).toBe(false);
+    expect(mayRelease(12, [{ imageId: 12, rejected: true }, { imageId: 13, rejected: false }])).toBe(true);
   });
 });

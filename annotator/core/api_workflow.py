@@ -24,7 +24,9 @@ from .serializers import (
     ImageOutput,
     ImageReviewInput,
     ImageReviewOutput,
+    LeaseInput,
     LeaseOutput,
+    LeaseReleaseInput,
     MemberInput,
     MemberOutput,
     MemberUpdateInput,
@@ -51,17 +53,26 @@ class QueueNextView(APIView):
 
 
 class ImageLeaseView(APIView):
-    @extend_schema(request=None, responses={200: LeaseOutput, 409: OpenApiTypes.OBJECT})
+    @extend_schema(request=LeaseInput, responses={200: LeaseOutput, 409: OpenApiTypes.OBJECT})
     def post(self, request, image_id: int):
         image = selectors.image_get(user=request.user, image_id=image_id)
-        leased = _service_call(workflow.lease_acquire, user=request.user, image=image)
+        data = LeaseInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            leased = _service_call(workflow.lease_acquire, user=request.user, image=image, **data.validated_data)
+        except workflow.LeaseElsewhere as exc:
+            return Response({"detail": str(exc), "code": "lease_elsewhere",
+                             "lease": {"holder": request.user.username,
+                                       "expires_at": exc.image.lease_expires_at.isoformat()}}, status=409)
         leased = Image.objects.select_related("lease_holder").get(pk=leased.pk)
         return Response(LeaseOutput(leased).data)
 
-    @extend_schema(responses={204: None})
+    @extend_schema(parameters=[OpenApiParameter("token", str, required=False)], responses={204: None})
     def delete(self, request, image_id: int):
         image = selectors.image_get(user=request.user, image_id=image_id)
-        _service_call(workflow.lease_release, user=request.user, image=image)
+        data = LeaseReleaseInput(data=request.query_params)
+        data.is_valid(raise_exception=True)
+        _service_call(workflow.lease_release, user=request.user, image=image, token=data.validated_data["token"])
         return Response(status=204)
 
 

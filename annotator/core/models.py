@@ -139,6 +139,9 @@ class Image(models.Model):
     lease_holder = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
                                      related_name="+")
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    lease_token = models.CharField(max_length=64, blank=True, default="",
+                                   help_text="the page (browser tab) of the holder that holds the lease: a random id "
+                                             "it sends with take/renew/release; blank for clients that send none")
     done_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
                                 related_name="+", help_text="the annotator who marked it done (a rejection goes back to them)")
     proposals_status = models.CharField(

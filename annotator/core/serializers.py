@@ -289,6 +289,28 @@ class ExportOutput(serializers.ModelSerializer):
 
 # ---------------------------------------------------------------- team work (queue, review, members, stats)
 
+def _lease_token() -> serializers.RegexField:
+    return serializers.RegexField(
+        r"^[A-Za-z0-9_-]{8,64}$", required=False, default="",
+        error_messages={"invalid": "A lease token is 8-64 of A-Z a-z 0-9 _ -."},
+        help_text="a random id of the page (browser tab) holding the lease; absent: the user's lease, whatever page")
+
+
+class LeaseInput(serializers.Serializer):
+    """``POST /api/images/<id>/lease``: take (open the image) or renew (heartbeat)."""
+
+    token = _lease_token()
+    renew = serializers.BooleanField(required=False, default=False,
+                                     help_text="a heartbeat: refused (409 lease_elsewhere) when another page of the "
+                                               "user took the lease over since")
+
+
+class LeaseReleaseInput(serializers.Serializer):
+    """``DELETE /api/images/<id>/lease?token=``: give the lease back."""
+
+    token = _lease_token()
+
+
 class LeaseOutput(serializers.Serializer):
     image = serializers.IntegerField(source="pk")
     holder = serializers.CharField(source="lease_holder.username")

@@ -42,6 +42,16 @@ class StateConflict(Exception):
     """The image is not in a state that allows the action (409)."""
 
 
+class LeaseElsewhere(Exception):
+    """A renew from a page of the holder whose lease another page of theirs (a second tab)
+    has taken over since (409 ``lease_elsewhere``): that page is told, and stops renewing."""
+
+    def __init__(self, image: Image):
+        super().__init__("You opened this image in another tab or window, which holds it now: work there, or "
+                         "press \"Work here\" (or reload) to work in this one.")
+        self.image = image
+
+
 def lease_duration() -> timedelta:
     return timedelta(seconds=settings.ANNOTATOR_LEASE_SECONDS)
 
@@ -168,10 +178,17 @@ def queue_neighbours(*, user, image: Image) -> tuple[int | None, int | None]:
     return prev, nxt
 
 
-def _lease_write(*, image_id: int, user, now: datetime) -> Image | None:
-    """Give the lease to ``user`` if it is free for them; None if someone else got it first."""
+def _lease_write(*, image_id: int, user, now: datetime, token: str | None = None) -> Image | None:
+    """Give the lease to ``user`` if it is free for them; None if someone else got it first.
+
+    Args:
+        token: the page that holds it now (see :func:`lease_acquire`); None keeps the page
+            of a lease that was already ``user``'s (a renew from the queue), else blank.
+    """
+    page = (Value(token) if token is not None
+            else Case(When(lease_holder=user, then=F("lease_token")), default=Value("")))
     updated = Image.objects.filter(pk=image_id).filter(_free_for(user, now)).update(
-        lease_holder=user, lease_expires_at=now + lease_duration(),
+        lease_holder=user, lease_expires_at=now + lease_duration(), lease_token=page,
         status=Case(When(status__in=[S.NEW, S.REJECTED], then=Value(S.IN_PROGRESS)), default=F("status")),
         updated_at=now,
     )
@@ -179,25 +196,43 @@ def _lease_write(*, image_id: int, user, now: datetime) -> Image | None:
 
 
 @transaction.atomic
-def lease_acquire(*, user, image: Image) -> Image:
+def lease_acquire(*, user, image: Image, token: str = "", renew: bool = False) -> Image:
     """Take or renew (heartbeat) the lease of ``image`` for ``settings.ANNOTATOR_LEASE_SECONDS``.
+
+    A lease is a user's, held by one page of theirs: ``token`` is a random id the page
+    (browser tab) chose, so that two tabs of one user on one image do not share it. Opening
+    the image (``renew`` false) takes the lease, also from another page of the same user
+    (the newest tab wins: a reload or a second tab works at once); a heartbeat (``renew``
+    true) from a page whose lease another page of the user took over since is refused, so
+    that page can say so instead of "yours". An expired or released lease is taken either
+    way. Without a token (older clients) the lease is the user's, as before: taken or
+    renewed whatever page held it.
 
     Raises:
         permissions.NotAllowed, StateConflict: as :func:`image_check_annotatable`.
         LeaseConflict: someone else holds it.
+        LeaseElsewhere: a renew (with a token) of a lease another page of the user holds.
     """
     locked = Image.objects.select_for_update().get(pk=image.pk)
     image_check_annotatable(user=user, image=locked)
-    leased = _lease_write(image_id=locked.pk, user=user, now=timezone.now())
+    if (renew and token and lease_is_active(locked) and locked.lease_holder_id == user.pk
+            and locked.lease_token and locked.lease_token != token):
+        raise LeaseElsewhere(locked)
+    leased = _lease_write(image_id=locked.pk, user=user, now=timezone.now(), token=token)
     if leased is None:  # cannot happen under the row lock; kept for SQLite's sake
         raise LeaseConflict(locked, _username(locked.lease_holder_id))
     return leased
 
 
 @transaction.atomic
-def lease_release(*, user, image: Image) -> Image:
+def lease_release(*, user, image: Image, token: str = "") -> Image:
     """Give the lease back (leaving the image, or "skip"). Managers may break anyone's lease;
     releasing a lease nobody holds is a no-op.
+
+    With a ``token`` (the page's, see :func:`lease_acquire`), the user's own lease is given
+    back only if that page holds it: a tab leaving the image does not end the hold of
+    another tab that took it over (a no-op then). Without one, the user's lease is released
+    whatever page holds it (older clients).
 
     Raises:
         permissions.NotAllowed: the role may not annotate; the lease is someone else's and
@@ -209,9 +244,12 @@ def lease_release(*, user, image: Image) -> Image:
         if not can(user=user, project=locked.project_id, action=Action.ASSIGN):
             raise NotAllowed(f"The lease is {_username(locked.lease_holder_id)}'s; only they or a manager "
                              f"may release it.")
+    elif token and lease_is_active(locked) and locked.lease_token and locked.lease_token != token:
+        return locked  # another page of this user holds it now
     locked.lease_holder = None
     locked.lease_expires_at = None
-    locked.save(update_fields=["lease_holder", "lease_expires_at", "updated_at"])
+    locked.lease_token = ""
+    locked.save(update_fields=["lease_holder", "lease_expires_at", "lease_token", "updated_at"])
     return locked
 
 

@@ -286,12 +286,18 @@ export const getProjectModel = (projectId: number): Promise<{ model_version: Mod
 
 /** The next image of the user's queue, leased to them; null when the queue is empty (204). */
 export const queueNext = (projectId: number): Promise<ImageInfo | null> => json(`projects/${projectId}/queue/next`, { method: 'POST' });
-/** Take or renew (heartbeat) the image's lease; 409 (ApiError, body.lease) when someone else holds it. */
-export const acquireLease = (imageId: number): Promise<Lease & { image: number; lease_seconds: number }> =>
-  json(`images/${imageId}/lease`, { method: 'POST' });
-/** Give the lease back; `keepalive` lets it finish while the page unloads. */
-export const releaseLease = (imageId: number, keepalive = false): Promise<null> =>
-  json(`images/${imageId}/lease`, { method: 'DELETE', keepalive });
+/**
+ * Take (`renew` false: opening the image) or renew (heartbeat) the image's lease for this
+ * page, `token` being the page's own random id (so two tabs of one user do not share it).
+ * 409 (ApiError, body.lease) when someone else holds it; 409 with body.code
+ * `lease_elsewhere` when renewing a lease another tab of the user took over since.
+ */
+export const acquireLease = (imageId: number, token?: string, renew = false): Promise<Lease & { image: number; lease_seconds: number }> =>
+  json(`images/${imageId}/lease`, token ? jsonBody('POST', { token, renew }) : { method: 'POST' });
+/** Give the lease back (only if this page, `token`, holds it); `keepalive` lets it finish
+ * while the page unloads. */
+export const releaseLease = (imageId: number, keepalive = false, token?: string): Promise<null> =>
+  json(`images/${imageId}/lease${token ? `?token=${encodeURIComponent(token)}` : ''}`, { method: 'DELETE', keepalive });
 /** The annotator's "Done": the image waits for review. */
 export const markDone = (imageId: number): Promise<ImageInfo> => json(`images/${imageId}/done`, { method: 'POST' });
 

@@ -92,8 +92,9 @@ export interface AnnotateState {
 
 export interface WorkState {
   /** 'mine': this page holds the lease; 'other': someone else does (saves get 409);
+   *  'elsewhere': another tab or window of this user took it over (work.ts);
    *  'none': no lease (done/reviewed images, or a role that does not annotate). */
-  lease: 'none' | 'mine' | 'other';
+  lease: 'none' | 'mine' | 'other' | 'elsewhere';
   holder: string | null;
   until: string | null;
   /** Why there is no lease of ours (e.g. "assigned to bob"), shown in the work bar. */

@@ -2,13 +2,15 @@
  * Team work on the annotate page: the lease on the open image (taken on open, renewed by a
  * heartbeat, given back on leaving the image or the page — unless a save of it still waits
  * in the outbox — and taken again when the browser restores the page from its
- * back/forward cache), "Done" (the image goes to
+ * back/forward cache; each page holds it under its own token, so a second tab of the same
+ * user takes it over and this one says so instead of "yours"), "Done" (the image goes to
  * review, the queue gives the next one), and the work bar that shows the image's state —
  * a reviewer's rejection comment, who else holds it — and, on a read-only page (a role that
  * may not annotate), the banner that says so. docs/api.md "Work queue".
  */
 import { acquireLease, ApiError, markDone, queueNext, releaseLease, type ImageInfo, type Lease } from './api';
 import { readOnlyText, reviewLink } from './lib/access';
+import { newClientKey } from './lib/outbox';
 import type { AnnotateState, Store, WorkState } from './store';
 
 const HEARTBEAT_MS = 60_000;
@@ -19,8 +21,13 @@ function canAnnotate(s: AnnotateState): boolean {
   return s.access.mayAnnotate && (s.project?.actions?.includes('annotate') ?? false);
 }
 
+/** A renew refused because another tab or window of this user took the lease over. */
+export function isLeaseElsewhere(e: unknown): boolean {
+  return e instanceof ApiError && e.status === 409 && (e.body as { code?: string } | null)?.code === 'lease_elsewhere';
+}
+
 function leaseFromError(e: unknown): Lease | null {
-  if (!(e instanceof ApiError) || e.status !== 409) return null;
+  if (!(e instanceof ApiError) || e.status !== 409 || isLeaseElsewhere(e)) return null;
   const lease = (e.body as { lease?: Lease } | null)?.lease;
   return lease ?? null;
 }
@@ -54,6 +61,8 @@ export function mayRelease(imageId: number, pending: readonly PendingSave[]): bo
 }
 
 export class WorkSession {
+  /** This page's lease token (docs/api.md "Work queue"): a second tab has its own. */
+  readonly token = newClientKey();
   /** The image whose lease this page holds, if any. */
   private held: number | null = null;
   private heartbeat: ReturnType<typeof setInterval> | null = null;
@@ -72,6 +81,13 @@ export class WorkSession {
     window.addEventListener('pageshow', (ev) => {
       if ((ev as PageTransitionEvent).persisted) this.resume();
     });
+    // Back to this tab: renew now, so that a lease another tab took over meanwhile is
+    // shown at once rather than at the next heartbeat.
+    if (typeof document !== 'undefined') {
+      document.addEventListener('visibilitychange', () => {
+        if (document.visibilityState === 'visible' && this.held !== null) void this.take(this.held, true);
+      });
+    }
   }
 
   /** The page goes away (pagehide): give the lease back unless a save of it waits. */
@@ -79,7 +95,7 @@ export class WorkSession {
     this.stopHeartbeat();
     const held = this.held;
     this.held = null;
-    if (held !== null && mayRelease(held, this.pendingSaves())) void releaseLease(held, true).catch(() => undefined);
+    if (held !== null && mayRelease(held, this.pendingSaves())) void releaseLease(held, true, this.token).catch(() => undefined);
   }
 
   /** The page is shown again from the back/forward cache: work on its image again. */
@@ -104,7 +120,7 @@ export class WorkSession {
     if (this.held !== null && this.held !== image.id) {
       const prev = this.held;
       this.held = null;
-      if (mayRelease(prev, this.pendingSaves())) void releaseLease(prev).catch(() => undefined);
+      if (mayRelease(prev, this.pendingSaves())) void releaseLease(prev, false, this.token).catch(() => undefined);
     }
     this.stopHeartbeat();
     const s = this.store.get();
@@ -112,15 +128,22 @@ export class WorkSession {
     this.setWork({ lease: 'none', holder: other?.holder ?? null, until: other?.expires_at ?? null, note: null });
     // No lease (nor its heartbeat) for a role that may not annotate: a read-only page never writes.
     if (!canAnnotate(s) || !WORKABLE.has(image.status ?? 'new')) return;
-    await this.take(image.id);
-    if (this.held === image.id) this.heartbeat = setInterval(() => void this.take(image.id), HEARTBEAT_MS);
+    await this.take(image.id, false);
+    if (this.held === image.id) this.heartbeat = setInterval(() => void this.take(image.id, true), HEARTBEAT_MS);
   }
 
-  private async take(imageId: number): Promise<void> {
+  /** "Work here": this tab takes the lease back from the other tab that holds it. */
+  async workHere(): Promise<void> {
+    const image = this.store.get().image;
+    if (image) await this.enter(image);
+  }
+
+  /** Takes the lease (`renew` false: opening the image) or renews it (the heartbeat). */
+  private async take(imageId: number, renew: boolean): Promise<void> {
     try {
-      const lease = await acquireLease(imageId);
+      const lease = await acquireLease(imageId, this.token, renew);
       if (this.store.get().image?.id !== imageId) {
-        void releaseLease(imageId).catch(() => undefined); // navigated away meanwhile
+        void releaseLease(imageId, false, this.token).catch(() => undefined); // navigated away meanwhile
         return;
       }
       this.held = imageId;
@@ -130,7 +153,8 @@ export class WorkSession {
       this.held = null;
       this.stopHeartbeat();
       const lease = leaseFromError(e);
-      if (lease) this.setWork({ lease: 'other', holder: lease.holder, until: lease.expires_at, note: null });
+      if (isLeaseElsewhere(e)) this.setWork({ lease: 'elsewhere', holder: null, until: null, note: null });
+      else if (lease) this.setWork({ lease: 'other', holder: lease.holder, until: lease.expires_at, note: null });
       else this.setWork({ lease: 'none', note: e instanceof ApiError ? e.message : String(e) });
     }
   }
@@ -188,11 +212,13 @@ export class WorkBar {
   private readonly state = el('span', 'work-state', 'work-state');
   private readonly review = el('span', 'review-banner', 'review-banner');
   private readonly doneBtn = el('button', 'btn primary', 'done-btn');
+  private readonly workHereBtn = el('button', 'btn', 'work-here-btn');
   private readonly readOnlyBanner = el('span', 'readonly-banner', 'readonly-banner');
   private readonly bannerText = el('span', 'readonly-text');
   private readonly bannerLink = el('a', 'readonly-review-link', 'readonly-review-link');
 
-  constructor(store: Store, onDone: () => void) {
+  /** @param onWorkHere "Work here" (shown while another tab of the user holds the lease). */
+  constructor(store: Store, onDone: () => void, onWorkHere: () => void = () => {}) {
     this.review.hidden = true;
     this.readOnlyBanner.hidden = true;
     this.readOnlyBanner.setAttribute('role', 'note');
@@ -201,7 +227,12 @@ export class WorkBar {
     this.doneBtn.title = 'This image is finished: send it to review and open the next image of your queue';
     this.doneBtn.onclick = () => onDone();
     this.doneBtn.addEventListener('mousedown', (ev) => ev.preventDefault()); // keep Enter for saving
-    this.element.append(this.readOnlyBanner, this.state, this.review, this.doneBtn);
+    this.workHereBtn.textContent = 'Work here';
+    this.workHereBtn.title = 'Take this image back from your other tab or window (it will say so at its next renew)';
+    this.workHereBtn.hidden = true;
+    this.workHereBtn.onclick = () => onWorkHere();
+    this.workHereBtn.addEventListener('mousedown', (ev) => ev.preventDefault());
+    this.element.append(this.readOnlyBanner, this.state, this.workHereBtn, this.review, this.doneBtn);
     store.subscribe((s, prev) => {
       if (s.image !== prev.image || s.work !== prev.work || s.project !== prev.project || s.access !== prev.access
         || s.imageError !== prev.imageError) this.render(s);
@@ -217,18 +248,20 @@ export class WorkBar {
     let text = img ? `Image ${status.replace('_', ' ')}` : s.imageError ? 'No image open' : 'Loading…';
     if (w.lease === 'mine') text += ` · yours until ${hhmm(w.until)}`;
     else if (w.lease === 'other') text += ` · ${w.holder} is working on it until ${hhmm(w.until)}: your changes would be refused`;
+    else if (w.lease === 'elsewhere') text += ' · open in another tab or window of yours, which holds it now: work there, or here with "Work here"';
     else if (w.note) text += ` · ${w.note}`;
     if (status === 'done') text += ' · waiting for review';
     if (img?.assignee) text += ` · assigned to ${img.assignee}`;
     this.state.textContent = text;
-    this.element.classList.toggle('conflict', w.lease === 'other');
+    this.element.classList.toggle('conflict', w.lease === 'other' || w.lease === 'elsewhere');
+    this.workHereBtn.hidden = w.lease !== 'elsewhere';
     // A rejection stays visible until the annotator marks the image done again.
     const r = img?.last_review;
     const showRejection = r?.decision === 'rejected' && (status === 'rejected' || status === 'in_progress' || status === 'new');
     this.review.hidden = !showRejection;
     this.review.textContent = showRejection ? `Rejected by ${r.reviewer}: ${r.comment}` : '';
     this.renderReadOnly(s);
-    const mayFinish = canAnnotate(s) && WORKABLE.has(status) && w.lease !== 'other';
+    const mayFinish = canAnnotate(s) && WORKABLE.has(status) && w.lease !== 'other' && w.lease !== 'elsewhere';
     this.doneBtn.hidden = !canAnnotate(s);
     this.doneBtn.disabled = !img || !mayFinish || w.finishing || s.saving;
   }

@@ -64,6 +64,7 @@ describe('leaving the page: the lease goes back unless a save of the image still
       calls.push({ url, method: init.method ?? 'GET', keepalive: init.keepalive === true });
       return init.method === 'DELETE' ? new Response(null, { status: 204 }) : Response.json(lease);
     });
+    vi.stubGlobal('document', { addEventListener: () => undefined, visibilityState: 'visible', cookie: '' });
     const store = new Store({
       ...initialState,
       project: { id: 3, actions: ['annotate'] } as never,
@@ -76,11 +77,11 @@ describe('leaving the page: the lease goes back unless a save of the image still
   }
 
   it('pagehide gives it back with a request that outlives the page', async () => {
-    const { calls, fire, store } = await page();
+    const { calls, fire, store, work } = await page();
     expect(store.get().work.lease).toBe('mine');
     calls.length = 0;
     fire('pagehide', { persisted: false });
-    expect(calls).toEqual([{ url: '/api/images/12/lease', method: 'DELETE', keepalive: true }]);
+    expect(calls).toEqual([{ url: `/api/images/12/lease?token=${work.token}`, method: 'DELETE', keepalive: true }]);
   });
 
   it('not while a save of that image is in the outbox; saves of other images or refused ones do not count', async () => {
@@ -109,5 +110,64 @@ describe('leaving the page: the lease goes back unless a save of the image still
     expect(mayRelease(12, [])).toBe(true);
     expect(mayRelease(12, [{ imageId: 12, rejected: false }])).toBe(false);
     expect(mayRelease(12, [{ imageId: 12, rejected: true }, { imageId: 13, rejected: false }])).toBe(true);
+  });
+});
+
+describe('two tabs of one user: each page holds the lease under its own token', () => {
+  afterEach(() => vi.unstubAllGlobals());
+
+  const lease = { image: 12, holder: 'demo', expires_at: '2026-12-01T18:10:00Z', lease_seconds: 600 };
+  const elsewhere = {
+    detail: 'You opened this image in another tab or window, which holds it now: work there, or press "Work here" (or reload) to work in this one.',
+    code: 'lease_elsewhere', lease: { holder: 'demo', expires_at: '2026-12-01T18:10:00Z' },
+  };
+
+  async function tab(answer: (body: { token?: string; renew?: boolean } | null) => Response) {
+    vi.stubGlobal('window', { addEventListener: () => undefined });
+    let visible: (() => void) | null = null;
+    vi.stubGlobal('document', {
+      visibilityState: 'visible', cookie: '',
+      addEventListener: (type: string, fn: () => void) => { if (type === 'visibilitychange') visible = fn; },
+    });
+    const bodies: ({ token?: string; renew?: boolean } | null)[] = [];
+    vi.stubGlobal('fetch', async (_url: string, init: RequestInit) => {
+      const body = init.body ? JSON.parse(String(init.body)) : null;
+      bodies.push(body);
+      return answer(body);
+    });
+    const store = new Store({ ...initialState, project: { id: 3, actions: ['annotate'] } as never, image: { id: 12, status: 'in_progress' } as never });
+    const work = new WorkSession(store);
+    await work.enter({ id: 12, status: 'in_progress' } as never);
+    return { store, work, bodies, comeBack: () => visible?.() };
+  }
+
+  it('opening takes the lease with the page token; the heartbeat renews with it', async () => {
+    const { work, bodies, comeBack } = await tab(() => Response.json(lease));
+    expect(work.token).toMatch(/^[A-Za-z0-9_-]{8,64}$/);
+    expect(bodies).toEqual([{ token: work.token, renew: false }]);
+    comeBack(); // back to this tab: renewed at once
+    await new Promise((r) => setTimeout(r, 0));
+    expect(bodies[1]).toEqual({ token: work.token, renew: true });
+  });
+
+  it('a renew refused because another tab took it over: the bar says so, not "yours"; "Work here" takes it back', async () => {
+    let other = false;
+    const { store, work, bodies, comeBack } = await tab((body) =>
+      other && body?.renew ? Response.json(elsewhere, { status: 409 }) : Response.json(lease));
+    expect(store.get().work.lease).toBe('mine');
+    other = true;
+    comeBack();
+    await new Promise((r) => setTimeout(r, 0));
+    expect(store.get().work).toMatchObject({ lease: 'elsewhere', holder: null });
+    await work.workHere();
+    expect(bodies.at(-1)).toEqual({ token: work.token, renew: false });
+    expect(store.get().work.lease).toBe('mine');
+  });
+
+  it('two pages have two tokens', () => {
+    vi.stubGlobal('window', { addEventListener: () => undefined });
+    const a = new WorkSession(new Store(initialState));
+    const b = new WorkSession(new Store(initialState));
+    expect(a.token).not.toBe(b.token);
   });
 });

@@ -164,3 +164,74 @@ def test_back_from_the_back_forward_cache_takes_the_lease_again(app_server):
             page.wait_for_function("document.getElementById('work-bar').dataset.lease === 'mine'")
         finally:
             browser.close()
+
+
+def _token(image_id: int) -> str:
+    return _db(lambda: Image.objects.get(pk=image_id).lease_token)
+
+
+def _bar(page) -> str:
+    return page.locator("#work-bar").get_attribute("data-lease")
+
+
+def _come_back(page) -> None:
+    """The user switches back to this tab (the page renews its lease at once)."""
+    page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")
+
+
+def test_two_tabs_of_one_user_hold_the_image_one_at_a_time_and_say_so(app_server):
+    from playwright.sync_api import sync_playwright
+
+    _built()
+    annotator, project, (first, second) = _setup("e2e-two-tabs")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = _launch(pw)
+        try:
+            context = browser.new_context(viewport={"width": 1400, "height": 900})
+            one = context.new_page()
+            _login(one, app_server, annotator.username)
+            _open(one, app_server, project, first)
+            token_one = _token(first.pk)
+            two = context.new_page()
+            _open(two, app_server, project, first)  # the second tab takes the image over
+            token_two = _token(first.pk)
+            assert token_one and token_two and token_one != token_two
+
+            # The first tab, not told yet, leaves the image (N): the second tab's hold stays.
+            one.bring_to_front()
+            one.keyboard.press("n")
+            one.wait_for_function(f"window.__samDebug.imageId() === {second.pk}")
+            one.wait_for_function("document.getElementById('work-bar').dataset.lease === 'mine'", timeout=30_000)
+            time.sleep(1)  # the release of the first image has been sent by now
+            assert _holder(first.pk) == annotator.username and _token(first.pk) == token_two
+            _come_back(two)
+            two.wait_for_timeout(500)
+            assert _bar(two) == "mine"
+
+            # The first tab comes back to the image (P) and takes it; the second tab, when the
+            # user looks at it again, says another tab holds it and offers "Work here".
+            one.keyboard.press("p")
+            one.wait_for_function(f"window.__samDebug.imageId() === {first.pk}")
+            one.wait_for_function("document.getElementById('work-bar').dataset.lease === 'mine'", timeout=30_000)
+            assert _token(first.pk) == token_one
+            _come_back(two)
+            two.wait_for_function("document.getElementById('work-bar').dataset.lease === 'elsewhere'")
+            state = two.locator("#work-state").inner_text()
+            assert "open in another tab or window of yours" in state and "yours until" not in state
+            assert two.locator("#work-here-btn").is_visible() and two.locator("#done-btn").is_disabled()
+            two.screenshot(path=str(ARTIFACTS / "lease_two_tabs_elsewhere.png"))
+            # "Work here": the second tab holds it again; the first is told in its turn.
+            two.click("#work-here-btn")
+            two.wait_for_function("document.getElementById('work-bar').dataset.lease === 'mine'")
+            assert _token(first.pk) == token_two and two.locator("#work-here-btn").is_hidden()
+            _come_back(one)
+            one.wait_for_function("document.getElementById('work-bar').dataset.lease === 'elsewhere'")
+            # Closing the tab that does not hold it leaves the other's hold alone.
+            one.close(run_before_unload=True)
+            time.sleep(1)
+            assert _holder(first.pk) == annotator.username and _token(first.pk) == token_two
+            two.close(run_before_unload=True)
+            _wait_holder(first.pk, None)
+        finally:
+            browser.close()

@@ -13,6 +13,7 @@ import {
 } from './lib/view';
 import { hexToRgba, maskToRgba, maskToRgbaOutlined, type Rgba } from './lib/maskImage';
 import { coverage } from './lib/proposals';
+import { compactText, placeTags, type TagRequest } from './lib/tags';
 import { maskStats } from './lib/rle';
 import { categoryById, chosenMask, currentPrompts, type AnnotateState, type ProposalMask, type SavedMask, type Store } from './store';
 
@@ -29,6 +30,8 @@ const TRANSPARENT: Rgba = [0, 0, 0, 0];
 const UNCOVERED_SHADE: Rgba = [0, 0, 0, 150];
 /** From this zoom up the photo is drawn with hard pixel edges. */
 const PIXELATED_FROM = 4;
+/** Height of a label tag on the overlay, screen px. */
+const TAG_HEIGHT = 16;
 
 export interface PointerHandlers {
   /** A click: `negative` for right button or Shift. `timeStamp` is the event's (for timing). */
@@ -368,25 +371,55 @@ export class CanvasView {
     g.setTransform(dpr, 0, 0, dpr, 0, 0);
     const p = currentPrompts(s);
     this.promptLayer.dataset['points'] = String(p.points.length);
-    if (!s.image || !this.width) return;
+    if (!s.image || !this.width) {
+      this.overlay.dataset['tags'] = '[]';
+      return;
+    }
     const v = this.view;
-    // Labels on top of all fills, at the top-left corner of each mask's box.
+    // Labels on top of all fills, at the top-left corner of each mask's box unless another
+    // tag is there: lib/tags.ts moves it (a leader line back to the corner), shortens it, or
+    // leaves it out, so tags never overlap.
     g.font = '600 12px system-ui, sans-serif';
     g.textBaseline = 'top';
-    for (const m of s.saved) {
+    const tags = s.saved.map((m) => {
       const cat = categoryById(s, m.annotation.category);
-      const [x, y] = m.annotation.bbox ?? [0, 0];
       const text = cat?.name ?? (m.annotation.category === null ? 'unlabelled' : `category ${m.annotation.category}`);
-      const tw = g.measureText(text).width;
+      const short = compactText(text);
       // bbox is in edge coordinates (its corner is a pixel's corner).
-      const lx = v.tx + x * v.k;
-      const ly = v.ty + y * v.k;
-      if (lx > sw || ly > sh || lx + tw + 8 < 0 || ly + 16 < 0) continue;
-      g.fillStyle = cat?.color ?? '#ff9800';
-      g.fillRect(lx, ly, tw + 8, 16);
+      const [x, y, bw, bh] = m.annotation.bbox ?? [0, 0, 0, 0];
+      const req: TagRequest = { box: { x: v.tx + x * v.k, y: v.ty + y * v.k, w: bw * v.k, h: bh * v.k }, w: g.measureText(text).width + 8, h: TAG_HEIGHT };
+      if (short !== text) req.compactW = g.measureText(short).width + 8;
+      return { text, short, color: cat?.color ?? '#ff9800', req, id: m.annotation.id };
+    });
+    const placed = placeTags(tags.map((t) => t.req), { width: sw, height: sh });
+    const shown: Array<{ id: number; x: number; y: number; w: number; h: number; moved: boolean; compact: boolean }> = [];
+    tags.forEach((t, i) => {
+      const pl = placed[i];
+      if (!pl) return;
+      if (pl.moved) {
+        // The leader: from the tag's nearest point to the mask's corner, with a dot there.
+        const [ax, ay] = pl.anchor;
+        const nx = Math.min(Math.max(ax, pl.x), pl.x + pl.w);
+        const ny = Math.min(Math.max(ay, pl.y), pl.y + pl.h);
+        g.strokeStyle = t.color;
+        g.lineWidth = 1.5;
+        g.beginPath();
+        g.moveTo(nx, ny);
+        g.lineTo(ax, ay);
+        g.stroke();
+        g.beginPath();
+        g.arc(ax, ay, 2.5, 0, Math.PI * 2);
+        g.fillStyle = t.color;
+        g.fill();
+      }
+      g.fillStyle = t.color;
+      g.fillRect(pl.x, pl.y, pl.w, pl.h);
       g.fillStyle = '#fff';
-      g.fillText(text, lx + 4, ly + 2);
-    }
+      g.fillText(pl.compact ? t.short : t.text, pl.x + 4, pl.y + 2);
+      shown.push({ id: t.id, x: pl.x, y: pl.y, w: pl.w, h: pl.h, moved: pl.moved, compact: pl.compact });
+    });
+    // For tests and tools: where the tags are (screen px), one entry per tag drawn.
+    this.overlay.dataset['tags'] = JSON.stringify(shown);
     const box = s.dragBox ?? p.box;
     if (box) {
       // Box corners are image pixel coordinates, like points.

@@ -9,7 +9,8 @@
  */
 import { isReadOnly } from './lib/access';
 import {
-  clampToImage, clampView, fitView, imageToScreen, pan, screenToImage, zoomAt, zoomLabel, type Size, type View,
+  applyRelativeView, clampToImage, clampView, fitView, imageToScreen, pan, relativeView, screenToImage, zoomAt, zoomLabel,
+  type RelativeView, type Size, type View,
 } from './lib/view';
 import { hexToRgba, maskToRgba, maskToRgbaOutlined, type Rgba } from './lib/maskImage';
 import { coverage } from './lib/proposals';
@@ -72,6 +73,9 @@ export class CanvasView {
   private readonly overlay = document.createElement('canvas');
   private readonly zoomBadge = document.createElement('div');
   private view: View = { k: 1, tx: 0, ty: 0 };
+  /** The zoom and centre the user left the last image at (relative: lib/view.ts), which the
+   * next image opens at; null after F (and before any zoom or pan): images open fitted. */
+  private kept: RelativeView | null = null;
   /** True until the user zooms or pans: a resize then fits again instead of clamping. */
   private fitted = true;
   private shownImageId: number | null = null;
@@ -153,8 +157,9 @@ export class CanvasView {
     this.setView(this.fitted ? fitView(this.imageSize(), st) : clampView(this.view, this.imageSize(), st), this.fitted);
   }
 
-  /** Fit the whole image again (key F). */
+  /** Fit the whole image again (key F); the next images open fitted too. */
   fitToStage(): void {
+    this.kept = null;
     if (!this.width || !this.height) return;
     this.setView(fitView(this.imageSize(), this.stageSize()), true);
   }
@@ -180,6 +185,8 @@ export class CanvasView {
   private setView(v: View, fitted: boolean): void {
     this.view = v;
     this.fitted = fitted;
+    // The user's zoom, kept for the next image (see drawImage).
+    if (!fitted && this.shownImageId !== null) this.kept = relativeView(v, this.imageSize(), this.stageSize());
     const f = this.frame.style;
     f.left = `${v.tx}px`;
     f.top = `${v.ty}px`;
@@ -192,6 +199,7 @@ export class CanvasView {
     ds['tx'] = String(v.tx);
     ds['ty'] = String(v.ty);
     ds['fitted'] = fitted ? '1' : '0';
+    ds['kept'] = this.kept ? '1' : '0';
     this.queueOverlay();
   }
 
@@ -219,10 +227,16 @@ export class CanvasView {
     }
     const id = img ? img.id : null;
     if (id !== this.shownImageId || this.fitted) {
-      // A new image opens fitted; the same one keeps the user's zoom.
+      // A new image opens at the zoom the user left the previous one at (relative to fit,
+      // centred on the same relative point: N / P through a series of similar photos), or
+      // fitted if they had not zoomed or pressed F since; the same one keeps the user's view.
+      const changed = id !== this.shownImageId;
       this.shownImageId = id;
-      this.fitted = true;
-      this.fit();
+      if (changed && img && this.kept) this.setView(applyRelativeView(this.kept, this.imageSize(), this.stageSize()), false);
+      else {
+        this.fitted = true;
+        this.fit();
+      }
     }
     const g = ctx2d(this.imageLayer);
     g.clearRect(0, 0, w, h);

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   MAX_ZOOM, MIN_SHORT_SIDE, VIEW_PAD, clampToImage, clampView, fitScale, fitView, imageToScreen, minScale, onImage, pan,
-  screenToImage, zoomAt, zoomLabel, type View,
+  screenToImage, zoomAt, zoomLabel, type View, relativeView, applyRelativeView,
 } from '../src/lib/view';
 
 const stage = { width: 1000, height: 700 };
@@ -146,4 +146,43 @@ it('zoomLabel', () => {
   expect(zoomLabel(1)).toBe('100%');
   expect(zoomLabel(32)).toBe('3200%');
   expect(zoomLabel(0.0513)).toBe('5.1%');
+});
+
+describe('relative view (kept across N / P)', () => {
+  it('round-trips on the same image', () => {
+    const v = zoomAt(fitView(photo, stage), 300, 200, 5, photo, stage);
+    const r = relativeView(v, photo, stage);
+    expect(r.zoom).toBeCloseTo(v.k / fitScale(photo, stage), 9);
+    const back = applyRelativeView(r, photo, stage);
+    expect(back.k).toBeCloseTo(v.k, 9);
+    expect(back.tx).toBeCloseTo(v.tx, 6);
+    expect(back.ty).toBeCloseTo(v.ty, 6);
+  });
+
+  it('a fitted view is zoom 1 centred', () => {
+    const r = relativeView(fitView(photo, stage), photo, stage);
+    expect(r.zoom).toBeCloseTo(1, 9);
+    expect(r.cx).toBeCloseTo(0.5, 9);
+    expect(r.cy).toBeCloseTo(0.5, 9);
+  });
+
+  it('carries the zoom relative to fit and the centre point to an image of another size', () => {
+    const other = { width: 3000, height: 2000 };
+    const v = zoomAt(fitView(photo, stage), 250, 180, 4, photo, stage);
+    const r = relativeView(v, photo, stage);
+    const w = applyRelativeView(r, other, stage);
+    expect(w.k / fitScale(other, stage)).toBeCloseTo(r.zoom, 9);
+    // The same relative image point is at the stage's centre.
+    const [ix, iy] = screenToImage(w, stage.width / 2, stage.height / 2);
+    expect((ix + 0.5) / other.width).toBeCloseTo(r.cx, 6);
+    expect((iy + 0.5) / other.height).toBeCloseTo(r.cy, 6);
+  });
+
+  it('clamps: a centre near the edge keeps the image on the stage, the zoom stays within bounds', () => {
+    const r = { zoom: 1000, cx: 0.999, cy: 0.001 };
+    const w = applyRelativeView(r, photo, stage);
+    expect(w.k).toBe(MAX_ZOOM);
+    expect(w.tx + photo.width * w.k).toBeGreaterThanOrEqual(stage.width - VIEW_PAD - 1e-6);
+    expect(w.ty).toBeLessThanOrEqual(VIEW_PAD + 1e-6);
+  });
 });

@@ -186,3 +186,83 @@ def test_zoom_pan_click(app_server, celery_worker_process):
         finally:
             browser.close()
     assert errors == [], errors
+
+
+def _relative(v: dict, width: int, height: int) -> tuple[float, float]:
+    """The image point at the stage's centre, as fractions of the image's width and height."""
+    return (v["sw"] / 2 - v["tx"]) / v["k"] / width, (v["sh"] / 2 - v["ty"]) / v["k"] / height
+
+
+def _shown(page, image_id: int) -> None:
+    page.wait_for_function(f"window.__samDebug.imageId() === {image_id} && "
+                           f"document.getElementById('mask-canvas').dataset.imageId === '{image_id}'", timeout=30_000)
+    page.wait_for_timeout(200)
+
+
+def test_zoom_kept_across_next_and_previous(app_server):
+    """Zoomed in on one photo, N opens the next one at the same zoom relative to fit, centred
+    on the same relative point; P back likewise; F fits and the next image opens fitted."""
+    from playwright.sync_api import sync_playwright
+
+    if not (ROOT / "static" / "app" / "annotate.js").exists():
+        pytest.fail("frontend not built: run `cd frontend && npm ci && npm run build` first")
+    user = UserFactory(username="e2e-zoom-keep")
+    project = services.project_create(name="Zoom keep", user=user, categories=["flower"])
+    services.images_upload(project=project, files=[grabcut_photo(p) for p in (PHOTO, "153077.jpg", "65019.jpg")], user=user)
+    first, second, third = list(project.images.order_by("id"))
+    errors: list[str] = []
+    with sync_playwright() as pw:
+        browser = _launch(pw)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+            _login(page, app_server, "e2e-zoom-keep")
+            page.goto(f"{app_server}/projects/{project.pk}/annotate/?image={first.pk}&prefetch=0")
+            _shown(page, first.pk)
+            page.evaluate("document.activeElement && document.activeElement.blur()")
+            fit1 = _view(page)
+            # Zoom in around a point off the centre: the view is 3x fit there.
+            page.mouse.move(fit1["sx"] + fit1["sw"] * 0.3, fit1["sy"] + fit1["sh"] * 0.35)
+            for _ in range(3):
+                page.mouse.wheel(0, -300)
+            page.wait_for_function(f"Number(document.getElementById('zoom-level').dataset.k) > {fit1['k'] * 3}")
+            z1 = _view(page)
+            rel1 = z1["k"] / fit1["k"]
+            c1 = _relative(z1, first.width, first.height)
+            assert abs(c1[0] - 0.5) > 0.05  # off the centre: what is kept is not just "centred"
+
+            page.keyboard.press("n")
+            _shown(page, second.pk)
+            z2 = _view(page)
+            assert page.locator("#zoom-level").get_attribute("data-fitted") == "0"
+            c2 = _relative(z2, second.width, second.height)
+            assert abs(c2[0] - c1[0]) < 0.01 and abs(c2[1] - c1[1]) < 0.01, (c1, c2)
+            page.screenshot(path=str(ARTIFACTS / "zoom_kept_next.png"))
+            # Its zoom relative to its own fit is the same (F shows its fit scale).
+            page.keyboard.press("f")
+            fit2 = _view(page)
+            assert abs(z2["k"] / fit2["k"] - rel1) < 0.01 * rel1, (z2["k"], fit2["k"], rel1)
+            # F fitted it: P opens the first photo fitted too.
+            page.keyboard.press("p")
+            _shown(page, first.pk)
+            assert page.locator("#zoom-level").get_attribute("data-fitted") == "1"
+            assert abs(_view(page)["k"] - fit1["k"]) < 1e-6
+            # Zoom again (with +), then P-N: N and P both carry it.
+            page.keyboard.press("+")
+            page.keyboard.press("+")
+            z3 = _view(page)
+            page.keyboard.press("n")
+            _shown(page, second.pk)
+            page.keyboard.press("n")
+            _shown(page, third.pk)
+            z4 = _view(page)
+            page.keyboard.press("p")
+            _shown(page, second.pk)
+            page.keyboard.press("p")
+            _shown(page, first.pk)
+            z5 = _view(page)
+            assert abs(z5["k"] - z3["k"]) < 0.01 * z3["k"] and abs(z5["tx"] - z3["tx"]) < 1 and abs(z5["ty"] - z3["ty"]) < 1
+            assert page.locator("#zoom-level").get_attribute("data-fitted") == "0" and z4["k"] > 0
+        finally:
+            browser.close()
+    assert not errors, errors

@@ -116,3 +116,33 @@ export function zoomLabel(k: number): string {
   const p = k * 100;
   return `${p >= 10 ? Math.round(p) : p.toFixed(1)}%`;
 }
+
+/** A view independent of the image: how far zoomed in relative to fit, and which point of
+ * the image is at the stage's centre, as fractions of its width and height. What N / P
+ * carry over to the next image (an annotator on a series of similar photos keeps looking
+ * at the same part, at the same zoom). */
+export interface RelativeView {
+  /** Scale / fit scale (1: fitted). */
+  zoom: number;
+  /** Image point at the stage's centre, 0..1 along the width and the height. */
+  cx: number;
+  cy: number;
+}
+
+/** The view `v` of an image, made relative (see RelativeView). */
+export function relativeView(v: View, img: Size, stage: Size): RelativeView {
+  const fit = fitScale(img, stage);
+  return {
+    zoom: v.k / fit,
+    cx: (stage.width / 2 - v.tx) / v.k / img.width,
+    cy: (stage.height / 2 - v.ty) / v.k / img.height,
+  };
+}
+
+/** The view of another image (`img`) at the same relative zoom, with the same relative
+ * point at the stage's centre; clamped as any view (zoom within [minScale, MAX_ZOOM], the
+ * image kept on the stage). */
+export function applyRelativeView(r: RelativeView, img: Size, stage: Size): View {
+  const k = Math.min(MAX_ZOOM, Math.max(minScale(img, stage), r.zoom * fitScale(img, stage)));
+  return clampView({ k, tx: stage.width / 2 - r.cx * img.width * k, ty: stage.height / 2 - r.cy * img.height * k }, img, stage);
+}

@@ -9,8 +9,8 @@
  */
 import { isReadOnly } from './lib/access';
 import {
-  applyRelativeView, clampToImage, clampView, fitView, imageToScreen, pan, relativeView, screenToImage, zoomAt, zoomLabel,
-  type RelativeView, type Size, type View,
+  applyRelativeView, clampToImage, clampView, fitView, imageToScreen, pan, pinch, relativeView, screenToImage, zoomAt,
+  zoomLabel, type Point, type RelativeView, type Size, type View,
 } from './lib/view';
 import { hexToRgba, maskToRgba, maskToRgbaOutlined, type Rgba } from './lib/maskImage';
 import { coverage } from './lib/proposals';
@@ -101,7 +101,7 @@ export class CanvasView {
     this.overlay.className = 'overlay-layer';
     this.zoomBadge.className = 'zoom-badge';
     this.zoomBadge.id = 'zoom-level';
-    this.zoomBadge.title = 'Zoom: wheel or + / - ; F fits; Space+drag, middle drag or arrow keys pan';
+    this.zoomBadge.title = 'Zoom: wheel, + / - or a two-finger pinch; F fits (the zoom is kept for the next image until then); Space+drag, middle drag, two fingers or arrow keys pan';
     this.stage.append(this.frame, this.overlay, this.banner, this.zoomBadge);
     parent.append(this.stage);
     new ResizeObserver(() => this.fit()).observe(this.stage);
@@ -526,6 +526,7 @@ export class CanvasView {
     };
     stage.addEventListener('pointerup', end, { capture: true });
     stage.addEventListener('pointercancel', end, { capture: true });
+    this.bindTouch();
     const typing = (t: EventTarget | null): boolean => {
       const e = t as HTMLElement | null;
       return !!e && (e.tagName === 'INPUT' || e.tagName === 'TEXTAREA' || e.tagName === 'SELECT' || e.isContentEditable);
@@ -552,6 +553,61 @@ export class CanvasView {
     });
     window.addEventListener('blur', release);
   }
+
+  /**
+   * Touch screens: one finger makes a point (or drags a box) as the mouse does; a second
+   * finger down turns it into a gesture: pinching zooms around the pinch centre, both
+   * fingers moving pan (lib/view.ts pinch). The gesture lasts until every finger is up;
+   * the first finger's pending point is dropped, and no finger of it makes a prompt.
+   * Handled in the capture phase on the stage, before the prompt layer sees the events.
+   */
+  private bindTouch(): void {
+    const stage = this.stage;
+    const fingers = new Map<number, [number, number]>();
+    let gesture = false;
+    const two = (): [Point, Point] | null => {
+      const it = fingers.values();
+      const a = it.next().value;
+      const b = it.next().value;
+      return a && b ? [a, b] : null;
+    };
+    stage.addEventListener('pointerdown', (ev) => {
+      if (ev.pointerType !== 'touch') return;
+      fingers.set(ev.pointerId, this.toStage(ev));
+      if (fingers.size < 2 && !gesture) return; // one finger: the prompt layer's
+      gesture = true;
+      this.cancelPrompt();
+      ev.preventDefault();
+      ev.stopPropagation();
+      stage.classList.add('gesture');
+    }, { capture: true });
+    stage.addEventListener('pointermove', (ev) => {
+      if (ev.pointerType !== 'touch' || !fingers.has(ev.pointerId)) return;
+      const before = two();
+      fingers.set(ev.pointerId, this.toStage(ev));
+      if (!gesture) return;
+      ev.stopPropagation();
+      const after = two();
+      if (!before || !after || !this.width) return;
+      this.setView(pinch(this.view, before[0], before[1], after[0], after[1], this.imageSize(), this.stageSize()), false);
+    }, { capture: true });
+    const lift = (ev: PointerEvent): void => {
+      if (ev.pointerType !== 'touch' || !fingers.delete(ev.pointerId)) return;
+      if (!gesture) return;
+      ev.stopPropagation();
+      if (fingers.size === 0) {
+        gesture = false;
+        stage.classList.remove('gesture');
+      }
+    };
+    stage.addEventListener('pointerup', lift, { capture: true });
+    stage.addEventListener('pointercancel', lift, { capture: true });
+    this.stage.dataset['touch'] = 'pinch-pan';
+  }
+
+  /** Drops the point or box the pointer now down on the prompt layer would make (set by
+   * bindPointer; a second finger turned the touch into a gesture). */
+  private cancelPrompt: () => void = () => {};
 
   private bindPointer(): void {
     const el = this.promptLayer;
@@ -583,6 +639,11 @@ export class CanvasView {
       const [x, y] = this.toImage(ev);
       if (d.dragging) this.handlers.onDrag(d.x, d.y, x, y, true, ev.timeStamp);
       else this.handlers.onClick(d.x, d.y, d.button === 2 || d.shift || ev.shiftKey, ev.timeStamp);
+    };
+    this.cancelPrompt = () => {
+      const d = down;
+      down = null;
+      if (d?.dragging) this.handlers.onDrag(d.x, d.y, d.x, d.y, true, performance.now());
     };
     el.addEventListener('pointerup', (ev) => finish(ev, false));
     el.addEventListener('pointercancel', (ev) => finish(ev, true));

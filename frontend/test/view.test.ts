@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   MAX_ZOOM, MIN_SHORT_SIDE, VIEW_PAD, clampToImage, clampView, fitScale, fitView, imageToScreen, minScale, onImage, pan,
-  screenToImage, zoomAt, zoomLabel, type View, relativeView, applyRelativeView,
+  screenToImage, zoomAt, zoomLabel, type View, relativeView, applyRelativeView, pinch,
 } from '../src/lib/view';
 
 const stage = { width: 1000, height: 700 };
@@ -184,5 +184,47 @@ describe('relative view (kept across N / P)', () => {
     expect(w.k).toBe(MAX_ZOOM);
     expect(w.tx + photo.width * w.k).toBeGreaterThanOrEqual(stage.width - VIEW_PAD - 1e-6);
     expect(w.ty).toBeLessThanOrEqual(VIEW_PAD + 1e-6);
+  });
+});
+
+describe('pinch (two fingers on a touch screen)', () => {
+  const start = zoomAt(fitView(photo, stage), 500, 350, 3, photo, stage);
+
+  it('spreading the fingers zooms around their midpoint: the image point there stays', () => {
+    const c: [number, number] = [420, 300];
+    const v = pinch(start, [400, 300], [440, 300], [380, 300], [460, 300], photo, stage);
+    expect(v.k).toBeCloseTo(start.k * 2, 9);
+    close(screenToImage(v, c[0], c[1]), screenToImage(start, c[0], c[1]), 1e-6);
+  });
+
+  it('pinching in zooms out, never below the smallest scale', () => {
+    const v = pinch(start, [300, 300], [700, 300], [490, 300], [510, 300], photo, stage);
+    expect(v.k).toBeCloseTo(minScale(photo, stage), 9);
+  });
+
+  it('both fingers moving together pan by their move, the scale unchanged', () => {
+    const v = pinch(start, [400, 300], [500, 320], [430, 280], [530, 300], photo, stage);
+    expect(v.k).toBeCloseTo(start.k, 9);
+    expect(v.tx - start.tx).toBeCloseTo(30, 6);
+    expect(v.ty - start.ty).toBeCloseTo(-20, 6);
+  });
+
+  it('pinch and pan at once: the point under the old midpoint is under the new one', () => {
+    const v = pinch(start, [400, 300], [500, 300], [410, 330], [560, 330], photo, stage);
+    expect(v.k).toBeCloseTo(start.k * 1.5, 9);
+    close(screenToImage(v, 485, 330), screenToImage(start, 450, 300), 1e-6);
+  });
+
+  it('stops at MAX_ZOOM and keeps the image on the stage', () => {
+    const v = pinch(start, [499, 350], [501, 350], [0, 350], [1000, 350], photo, stage);
+    expect(v.k).toBe(MAX_ZOOM);
+    const far = pinch(start, [400, 300], [500, 300], [400 + 1e6, 300], [500 + 1e6, 300], photo, stage);
+    expect(far.tx).toBeLessThanOrEqual(VIEW_PAD + 1e-9);
+  });
+
+  it('fingers on one spot: no scale change, no NaN', () => {
+    const v = pinch(start, [400, 300], [400, 300], [410, 300], [410, 300], photo, stage);
+    expect(v.k).toBe(start.k);
+    expect(Number.isFinite(v.tx)).toBe(true);
   });
 });

@@ -266,3 +266,80 @@ def test_zoom_kept_across_next_and_previous(app_server):
         finally:
             browser.close()
     assert not errors, errors
+
+
+def _touch(cdp, kind: str, points: list[tuple[float, float]]) -> None:
+    cdp.send("Input.dispatchTouchEvent", {
+        "type": kind, "touchPoints": [{"x": x, "y": y, "id": i, "radiusX": 4, "radiusY": 4, "force": 1}
+                                      for i, (x, y) in enumerate(points)]})
+
+
+def test_touch_pinch_zooms_two_fingers_pan_one_finger_points(app_server):
+    """On a touch screen (Chromium's touch input through CDP): two fingers spreading zoom
+    around their midpoint, two fingers moving together pan, neither makes a prompt; one
+    finger's tap still makes a positive point there."""
+    from playwright.sync_api import sync_playwright
+
+    if not (ROOT / "static" / "app" / "annotate.js").exists():
+        pytest.fail("frontend not built: run `cd frontend && npm ci && npm run build` first")
+    user = UserFactory(username="e2e-touch")
+    project = services.project_create(name="Touch", user=user, categories=["flower"])
+    services.images_upload(project=project, files=[grabcut_photo(PHOTO)], user=user)
+    photo = project.images.get()
+    services.embedding_compute(image=photo)
+    gt = np.array(PILImage.open(GRABCUT / "boundary_GT" / (Path(PHOTO).stem + ".bmp")).convert("L"))
+    x, y = _deepest_points(gt, 1)[0]
+    errors: list[str] = []
+    with sync_playwright() as pw:
+        browser = _launch(pw)
+        try:
+            context = browser.new_context(viewport={"width": 1200, "height": 800}, has_touch=True)
+            page = context.new_page()
+            page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+            _login(page, app_server, "e2e-touch")
+            page.goto(f"{app_server}/projects/{project.pk}/annotate/?image={photo.pk}")
+            _wait_ready(page)
+            cdp = context.new_cdp_session(page)
+            fit = _view(page)
+            mx, my = fit["sx"] + fit["sw"] * 0.4, fit["sy"] + fit["sh"] * 0.45
+            under = _to_image(fit, mx, my)
+
+            # Pinch out: 60 px apart -> 180 px apart around (mx, my): x3.
+            _touch(cdp, "touchStart", [(mx - 30, my), (mx + 30, my)])
+            for i in range(1, 7):
+                _touch(cdp, "touchMove", [(mx - 30 - 10 * i, my), (mx + 30 + 10 * i, my)])
+            _touch(cdp, "touchEnd", [])
+            page.wait_for_timeout(200)
+            z = _view(page)
+            assert abs(z["k"] / fit["k"] - 3) < 0.05, (z["k"], fit["k"])
+            ux, uy = _to_image(z, mx, my)
+            assert abs(ux - under[0]) < 0.5 and abs(uy - under[1]) < 0.5, (ux, uy, under)
+            assert page.evaluate("window.__samDebug.prompts().points.length") == 0
+            assert page.evaluate("window.__samPerf.length") == 0
+
+            # Two fingers moving together: a pan by their move, the zoom unchanged.
+            _touch(cdp, "touchStart", [(mx - 40, my), (mx + 40, my)])
+            for i in range(1, 6):
+                _touch(cdp, "touchMove", [(mx - 40 - 8 * i, my - 6 * i), (mx + 40 - 8 * i, my - 6 * i)])
+            _touch(cdp, "touchEnd", [])
+            page.wait_for_timeout(200)
+            p = _view(page)
+            assert abs(p["k"] - z["k"]) < 1e-9
+            assert abs((p["tx"] - z["tx"]) - (-40)) < 1 and abs((p["ty"] - z["ty"]) - (-30)) < 1, (z, p)
+            assert page.evaluate("window.__samDebug.prompts().points.length") == 0
+            page.screenshot(path=str(ARTIFACTS / "touch_pinch_pan.png"))
+
+            # One finger: a tap makes a positive point on the pixel under it.
+            tx, ty = _to_page(p, x, y)
+            assert p["sx"] < tx < p["sx"] + p["sw"] and p["sy"] < ty < p["sy"] + p["sh"]
+            _touch(cdp, "touchStart", [(tx, ty)])
+            _touch(cdp, "touchEnd", [])
+            page.wait_for_function("window.__samDebug.prompts().points.length === 1")
+            pt = page.evaluate("window.__samDebug.prompts()")["points"][0]
+            assert pt["label"] == 1 and abs(pt["x"] - x) <= 1 and abs(pt["y"] - y) <= 1, (pt, x, y)
+            page.wait_for_function("window.__samPerf.length > 0")
+            page.wait_for_timeout(300)
+            page.screenshot(path=str(ARTIFACTS / "touch_tap_point.png"))
+        finally:
+            browser.close()
+    assert not errors, errors

@@ -146,3 +146,28 @@ export function applyRelativeView(r: RelativeView, img: Size, stage: Size): View
   const k = Math.min(MAX_ZOOM, Math.max(minScale(img, stage), r.zoom * fitScale(img, stage)));
   return clampView({ k, tx: stage.width / 2 - r.cx * img.width * k, ty: stage.height / 2 - r.cy * img.height * k }, img, stage);
 }
+
+/** A screen point (px, relative to the stage). */
+export type Point = readonly [number, number];
+
+/**
+ * One step of a two-finger gesture on a touch screen: the fingers were at (a0, b0) and are
+ * now at (a1, b1) (screen px). The scale changes by the ratio of their distances (pinch)
+ * and the image point that was under their midpoint moves to their new midpoint (so a
+ * pinch zooms around the pinch centre, and both fingers moving together pan); then clamped
+ * as any view, the scale within [minScale, MAX_ZOOM].
+ */
+export function pinch(v: View, a0: Point, b0: Point, a1: Point, b1: Point, img: Size, stage: Size): View {
+  const d0 = Math.hypot(b0[0] - a0[0], b0[1] - a0[1]);
+  const d1 = Math.hypot(b1[0] - a1[0], b1[1] - a1[1]);
+  // Fingers (nearly) on one spot say nothing about a scale: pan only.
+  const factor = d0 >= 1 && d1 >= 1 ? d1 / d0 : 1;
+  const k = Math.min(MAX_ZOOM, Math.max(minScale(img, stage), v.k * factor));
+  const c0x = (a0[0] + b0[0]) / 2;
+  const c0y = (a0[1] + b0[1]) / 2;
+  const c1x = (a1[0] + b1[0]) / 2;
+  const c1y = (a1[1] + b1[1]) / 2;
+  const ex = (c0x - v.tx) / v.k;
+  const ey = (c0y - v.ty) / v.k;
+  return clampView({ k, tx: c1x - ex * k, ty: c1y - ey * k }, img, stage);
+}

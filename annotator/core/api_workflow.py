@@ -53,7 +53,7 @@ class QueueNextView(APIView):
 
 
 class ImageLeaseView(APIView):
-    @extend_schema(request=LeaseInput, responses={200: LeaseOutput, 409: OpenApiTypes.OBJECT})
+    @extend_schema(request=LeaseInput, responses={200: LeaseOutput, 403: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT})
     def post(self, request, image_id: int):
         image = selectors.image_get(user=request.user, image_id=image_id)
         data = LeaseInput(data=request.data)

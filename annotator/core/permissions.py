@@ -11,7 +11,7 @@ otherwise). Superusers (site admins) may do everything.
 | ``review``            | approve/reject masks and images, list images to review | yes  | yes     | yes      | no        |
 | ``settings``          | rename the project, upload images                     | yes   | yes     | no       | no        |
 | ``members``           | list, add, change, remove members (2)                 | yes   | yes     | no       | no        |
-| ``assign``            | assign images to annotators, break anyone's lease     | yes   | yes     | no       | no        |
+| ``assign``            | assign images, break or take over anyone's lease (4)  | yes   | yes     | no       | no        |
 | ``dashboard``         | throughput statistics (API, page, CSV)                | yes   | yes     | no       | no        |
 | ``export``            | start, see and download exports                       | yes   | yes     | yes (3)  | no        |
 | ``import``            | import COCO annotations                               | yes   | yes     | no       | no        |
@@ -21,6 +21,7 @@ otherwise). Superusers (site admins) may do everything.
 (1) only images assigned to them or to nobody, not yet done (services.image_check_annotatable).
 (2) a manager cannot make, change or remove an admin (that needs ``administer``).
 (3) reviewers kept the export they had before roles were a table: they check what leaves.
+(4) "Take over" on the annotate page (workflow.lease_acquire ``takeover``, may_take_over_lease).
 """
 
 from __future__ import annotations

@@ -303,6 +303,9 @@ class LeaseInput(serializers.Serializer):
     renew = serializers.BooleanField(required=False, default=False,
                                      help_text="a heartbeat: refused (409 lease_elsewhere) when another page of the "
                                                "user took the lease over since")
+    takeover = serializers.BooleanField(required=False, default=False,
+                                        help_text="take the lease also from someone else who holds it (managers and "
+                                                  "admins: 403 otherwise)")
 
 
 class LeaseReleaseInput(serializers.Serializer):

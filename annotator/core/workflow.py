@@ -178,16 +178,21 @@ def queue_neighbours(*, user, image: Image) -> tuple[int | None, int | None]:
     return prev, nxt
 
 
-def _lease_write(*, image_id: int, user, now: datetime, token: str | None = None) -> Image | None:
+def _lease_write(*, image_id: int, user, now: datetime, token: str | None = None, force: bool = False) -> Image | None:
     """Give the lease to ``user`` if it is free for them; None if someone else got it first.
 
     Args:
         token: the page that holds it now (see :func:`lease_acquire`); None keeps the page
             of a lease that was already ``user``'s (a renew from the queue), else blank.
+        force: give it to ``user`` even from someone else (a manager's take-over; the
+            caller checked the right and holds the row lock).
     """
     page = (Value(token) if token is not None
             else Case(When(lease_holder=user, then=F("lease_token")), default=Value("")))
-    updated = Image.objects.filter(pk=image_id).filter(_free_for(user, now)).update(
+    rows = Image.objects.filter(pk=image_id)
+    if not force:
+        rows = rows.filter(_free_for(user, now))
+    updated = rows.update(
         lease_holder=user, lease_expires_at=now + lease_duration(), lease_token=page,
         status=Case(When(status__in=[S.NEW, S.REJECTED], then=Value(S.IN_PROGRESS)), default=F("status")),
         updated_at=now,
@@ -195,8 +200,14 @@ def _lease_write(*, image_id: int, user, now: datetime, token: str | None = None
     return Image.objects.get(pk=image_id) if updated else None
 
 
+def may_take_over_lease(*, user, image: Image) -> bool:
+    """Whether ``user`` may take over the lease someone else holds on ``image``: the roles
+    that may break anyone's lease (``Action.ASSIGN`` in permissions.py: managers, admins)."""
+    return can(user=user, project=image.project_id, action=Action.ASSIGN)
+
+
 @transaction.atomic
-def lease_acquire(*, user, image: Image, token: str = "", renew: bool = False) -> Image:
+def lease_acquire(*, user, image: Image, token: str = "", renew: bool = False, takeover: bool = False) -> Image:
     """Take or renew (heartbeat) the lease of ``image`` for ``settings.ANNOTATOR_LEASE_SECONDS``.
 
     A lease is a user's, held by one page of theirs: ``token`` is a random id the page
@@ -208,12 +219,25 @@ def lease_acquire(*, user, image: Image, token: str = "", renew: bool = False) -
     way. Without a token (older clients) the lease is the user's, as before: taken or
     renewed whatever page held it.
 
+    ``takeover`` (the annotate page's "Take over", a manager or admin): the lease is taken
+    also when someone else holds it; their page is refused at its next renew or mask write
+    (409 naming the new holder) and says so. Anyone else gets NotAllowed for it (without
+    ``takeover`` a manager gets LeaseConflict, as anyone: opening an image never takes it
+    from its holder by accident).
+
     Raises:
-        permissions.NotAllowed, StateConflict: as :func:`image_check_annotatable`.
-        LeaseConflict: someone else holds it.
+        permissions.NotAllowed, StateConflict: as :func:`image_check_annotatable`; a
+            ``takeover`` of someone else's lease by a role that may not break leases.
+        LeaseConflict: someone else holds it (and no ``takeover``).
         LeaseElsewhere: a renew (with a token) of a lease another page of the user holds.
     """
     locked = Image.objects.select_for_update().get(pk=image.pk)
+    if takeover and lease_is_active(locked) and locked.lease_holder_id != user.pk:
+        image_check_annotatable(user=user, image=locked, check_lease=False)
+        if not may_take_over_lease(user=user, image=locked):
+            raise NotAllowed(f"The lease is {_username(locked.lease_holder_id)}'s; only a manager or an admin may "
+                             f"take it over.")
+        return _lease_write(image_id=locked.pk, user=user, now=timezone.now(), token=token, force=True)
     image_check_annotatable(user=user, image=locked)
     if (renew and token and lease_is_active(locked) and locked.lease_holder_id == user.pk
             and locked.lease_token and locked.lease_token != token):

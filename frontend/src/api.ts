@@ -291,9 +291,11 @@ export const queueNext = (projectId: number): Promise<ImageInfo | null> => json(
  * page, `token` being the page's own random id (so two tabs of one user do not share it).
  * 409 (ApiError, body.lease) when someone else holds it; 409 with body.code
  * `lease_elsewhere` when renewing a lease another tab of the user took over since.
+ * `takeover` (a manager's or admin's "Take over"): taken also from someone else who holds
+ * it (403 for other roles).
  */
-export const acquireLease = (imageId: number, token?: string, renew = false): Promise<Lease & { image: number; lease_seconds: number }> =>
-  json(`images/${imageId}/lease`, token ? jsonBody('POST', { token, renew }) : { method: 'POST' });
+export const acquireLease = (imageId: number, token?: string, renew = false, takeover = false): Promise<Lease & { image: number; lease_seconds: number }> =>
+  json(`images/${imageId}/lease`, token ? jsonBody('POST', takeover ? { token, renew, takeover } : { token, renew }) : { method: 'POST' });
 /** Give the lease back (only if this page, `token`, holds it); `keepalive` lets it finish
  * while the page unloads. */
 export const releaseLease = (imageId: number, keepalive = false, token?: string): Promise<null> =>

@@ -227,7 +227,8 @@ export class AnnotateApp {
     }, { readOnly });
     const body = document.createElement('div');
     body.className = 'body';
-    const workBar = new WorkBar(this.store, () => void this.finishImage(), () => void this.work.workHere());
+    const workBar = new WorkBar(this.store, () => void this.finishImage(), () => void this.work.workHere(),
+      () => void this.work.takeOver());
     root.replaceChildren(panel.toolbar, workBar.element, body, panel.status);
     this.view = new CanvasView(body, this.store, {
       onClick: (x, y, negative, ts) => this.addPoint(x, y, negative, ts),

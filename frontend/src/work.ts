@@ -21,6 +21,21 @@ function canAnnotate(s: AnnotateState): boolean {
   return s.access.mayAnnotate && (s.project?.actions?.includes('annotate') ?? false);
 }
 
+/**
+ * Whether the page offers "Take over": someone else holds the open image's lease and this
+ * user may break leases (the project's `assign` action: managers and admins, see
+ * permissions.py) as well as annotate.
+ */
+export function mayTakeOver(s: AnnotateState): boolean {
+  return s.work.lease === 'other' && canAnnotate(s) && (s.project?.actions?.includes('assign') ?? false);
+}
+
+/** The confirm step's question: names whom the image is taken from, and what it does to them. */
+export function takeOverQuestion(holder: string | null): string {
+  const who = holder || 'the other annotator';
+  return `Take this image over from ${who}? Their page stops saving on it (unsaved changes are refused).`;
+}
+
 /** A renew refused because another tab or window of this user took the lease over. */
 export function isLeaseElsewhere(e: unknown): boolean {
   return e instanceof ApiError && e.status === 409 && (e.body as { code?: string } | null)?.code === 'lease_elsewhere';
@@ -138,10 +153,23 @@ export class WorkSession {
     if (image) await this.enter(image);
   }
 
-  /** Takes the lease (`renew` false: opening the image) or renews it (the heartbeat). */
-  private async take(imageId: number, renew: boolean): Promise<void> {
+  /**
+   * "Take over" (a manager or admin): takes the open image's lease from whoever holds it;
+   * their page is refused at its next renew or save and says so. Resolves when done.
+   */
+  async takeOver(): Promise<void> {
+    const image = this.store.get().image;
+    if (!image) return;
+    this.stopHeartbeat();
+    await this.take(image.id, false, true);
+    if (this.held === image.id) this.heartbeat = setInterval(() => void this.take(image.id, true), HEARTBEAT_MS);
+  }
+
+  /** Takes the lease (`renew` false: opening the image) or renews it (the heartbeat);
+   * `takeover` also from someone else (see takeOver). */
+  private async take(imageId: number, renew: boolean, takeover = false): Promise<void> {
     try {
-      const lease = await acquireLease(imageId, this.token, renew);
+      const lease = await acquireLease(imageId, this.token, renew, takeover);
       if (this.store.get().image?.id !== imageId) {
         void releaseLease(imageId, false, this.token).catch(() => undefined); // navigated away meanwhile
         return;
@@ -154,6 +182,8 @@ export class WorkSession {
       this.stopHeartbeat();
       const lease = leaseFromError(e);
       if (isLeaseElsewhere(e)) this.setWork({ lease: 'elsewhere', holder: null, until: null, note: null });
+      // A refused take-over (no longer a manager, the image gone…): still theirs, and why.
+      else if (takeover && !lease) this.setWork({ note: e instanceof ApiError ? e.message : String(e) });
       else if (lease) this.setWork({ lease: 'other', holder: lease.holder, until: lease.expires_at, note: null });
       else this.setWork({ lease: 'none', note: e instanceof ApiError ? e.message : String(e) });
     }
@@ -213,12 +243,24 @@ export class WorkBar {
   private readonly review = el('span', 'review-banner', 'review-banner');
   private readonly doneBtn = el('button', 'btn primary', 'done-btn');
   private readonly workHereBtn = el('button', 'btn', 'work-here-btn');
+  private readonly takeOverBtn = el('button', 'btn', 'take-over-btn');
+  /** The confirm step of "Take over": the question naming the holder, and yes / cancel. */
+  private readonly takeOverConfirm = el('span', 'take-over-confirm', 'take-over-confirm');
+  private readonly takeOverText = el('span', 'take-over-text', 'take-over-text');
+  private readonly takeOverYes = el('button', 'btn primary', 'take-over-yes');
+  private readonly takeOverNo = el('button', 'btn', 'take-over-no');
+  private confirming = false;
+  private lastStore: AnnotateState | null = null;
   private readonly readOnlyBanner = el('span', 'readonly-banner', 'readonly-banner');
   private readonly bannerText = el('span', 'readonly-text');
   private readonly bannerLink = el('a', 'readonly-review-link', 'readonly-review-link');
 
-  /** @param onWorkHere "Work here" (shown while another tab of the user holds the lease). */
-  constructor(store: Store, onDone: () => void, onWorkHere: () => void = () => {}) {
+  /**
+   * @param onWorkHere "Work here" (shown while another tab of the user holds the lease).
+   * @param onTakeOver "Take over", once confirmed (shown to managers and admins while
+   *   someone else holds the lease).
+   */
+  constructor(store: Store, onDone: () => void, onWorkHere: () => void = () => {}, onTakeOver: () => void = () => {}) {
     this.review.hidden = true;
     this.readOnlyBanner.hidden = true;
     this.readOnlyBanner.setAttribute('role', 'note');
@@ -232,14 +274,40 @@ export class WorkBar {
     this.workHereBtn.hidden = true;
     this.workHereBtn.onclick = () => onWorkHere();
     this.workHereBtn.addEventListener('mousedown', (ev) => ev.preventDefault());
-    this.element.append(this.readOnlyBanner, this.state, this.workHereBtn, this.review, this.doneBtn);
+    this.takeOverBtn.textContent = 'Take over';
+    this.takeOverBtn.title = 'Take this image over from the annotator who holds it (managers and admins)';
+    this.takeOverBtn.hidden = true;
+    this.takeOverBtn.onclick = () => this.confirm(true);
+    this.takeOverYes.textContent = 'Take over';
+    this.takeOverNo.textContent = 'Cancel';
+    this.takeOverYes.onclick = () => {
+      this.confirm(false);
+      onTakeOver();
+    };
+    this.takeOverNo.onclick = () => this.confirm(false);
+    this.takeOverConfirm.setAttribute('role', 'alertdialog');
+    this.takeOverConfirm.append(this.takeOverText, this.takeOverYes, this.takeOverNo);
+    this.takeOverConfirm.hidden = true;
+    for (const b of [this.workHereBtn, this.takeOverBtn, this.takeOverYes, this.takeOverNo]) {
+      b.addEventListener('mousedown', (ev) => ev.preventDefault()); // keep keys for the page
+    }
+    this.element.append(this.readOnlyBanner, this.state, this.workHereBtn, this.takeOverBtn, this.takeOverConfirm, this.review,
+      this.doneBtn);
     store.subscribe((s, prev) => {
       if (s.image !== prev.image || s.work !== prev.work || s.project !== prev.project || s.access !== prev.access
         || s.imageError !== prev.imageError) this.render(s);
     });
   }
 
+  /** Shows (or hides) the confirm step of "Take over". */
+  private confirm(on: boolean): void {
+    this.confirming = on;
+    if (this.lastStore) this.render(this.lastStore);
+    if (on) this.takeOverNo.focus();
+  }
+
   private render(s: AnnotateState): void {
+    this.lastStore = s;
     const img = s.image;
     const w = s.work;
     const status = shownStatus(img?.status ?? 'new', w.lease);
@@ -247,7 +315,10 @@ export class WorkBar {
     this.element.dataset['lease'] = w.lease;
     let text = img ? `Image ${status.replace('_', ' ')}` : s.imageError ? 'No image open' : 'Loading…';
     if (w.lease === 'mine') text += ` · yours until ${hhmm(w.until)}`;
-    else if (w.lease === 'other') text += ` · ${w.holder} is working on it until ${hhmm(w.until)}: your changes would be refused`;
+    else if (w.lease === 'other') {
+      text += ` · ${w.holder} is working on it until ${hhmm(w.until)}: your changes would be refused`;
+      if (w.note) text += ` · ${w.note}`;
+    }
     else if (w.lease === 'elsewhere') text += ' · open in another tab or window of yours, which holds it now: work there, or here with "Work here"';
     else if (w.note) text += ` · ${w.note}`;
     if (status === 'done') text += ' · waiting for review';
@@ -255,6 +326,11 @@ export class WorkBar {
     this.state.textContent = text;
     this.element.classList.toggle('conflict', w.lease === 'other' || w.lease === 'elsewhere');
     this.workHereBtn.hidden = w.lease !== 'elsewhere';
+    const takeOver = mayTakeOver(s);
+    if (!takeOver) this.confirming = false; // the holder left, or the image changed
+    this.takeOverBtn.hidden = !takeOver || this.confirming;
+    this.takeOverConfirm.hidden = !takeOver || !this.confirming;
+    this.takeOverText.textContent = takeOver ? takeOverQuestion(w.holder) : '';
     // A rejection stays visible until the annotator marks the image done again.
     const r = img?.last_review;
     const showRejection = r?.decision === 'rejected' && (status === 'rejected' || status === 'in_progress' || status === 'new');

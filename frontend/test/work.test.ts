@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ApiError } from '../src/api';
 import { initialState, Store } from '../src/store';
-import { mayRelease, shownStatus, WorkSession } from '../src/work';
+import { mayRelease, mayTakeOver, shownStatus, takeOverQuestion, WorkSession } from '../src/work';
 
 // Found by the QA pass: the work bar said "Image new · yours until …" for an image the
 // server had moved to in_progress (the lease does that), and still "yours" after a manager
@@ -169,5 +169,56 @@ describe('two tabs of one user: each page holds the lease under its own token', 
     const a = new WorkSession(new Store(initialState));
     const b = new WorkSession(new Store(initialState));
     expect(a.token).not.toBe(b.token);
+  });
+});
+
+describe('"Take over" (a manager or admin, while someone else holds the lease)', () => {
+  afterEach(() => vi.unstubAllGlobals());
+
+  const held = { lease: 'other' as const, holder: 'alice', until: '2026-12-01T18:10:00Z', note: null, finishing: false };
+
+  function state(actions: string[], work: typeof held | { lease: 'mine' | 'none'; holder: string | null; until: null; note: null; finishing: false } = held) {
+    return { ...initialState, project: { id: 3, actions } as never, image: { id: 12, status: 'in_progress' } as never, work };
+  }
+
+  it('offered only to a role that may annotate and break leases, and only while another holds it', () => {
+    expect(mayTakeOver(state(['annotate', 'assign', 'view']))).toBe(true);
+    expect(mayTakeOver(state(['annotate', 'view']))).toBe(false); // an annotator
+    expect(mayTakeOver(state(['review', 'view']))).toBe(false); // a reviewer
+    expect(mayTakeOver(state(['annotate', 'assign'], { lease: 'mine', holder: 'boss', until: null, note: null, finishing: false }))).toBe(false);
+    expect(mayTakeOver(state(['annotate', 'assign'], { lease: 'none', holder: null, until: null, note: null, finishing: false }))).toBe(false);
+    // A read-only page (the template's role) never offers it.
+    expect(mayTakeOver({ ...state(['annotate', 'assign']), access: { ...initialState.access, mayAnnotate: false } })).toBe(false);
+  });
+
+  it('the confirm step names the holder', () => {
+    expect(takeOverQuestion('alice')).toMatch(/^Take this image over from alice\?/);
+    expect(takeOverQuestion(null)).toContain('the other annotator');
+  });
+
+  it('takeOver asks the server with takeover: true and the page token, then holds the lease', async () => {
+    vi.stubGlobal('window', { addEventListener: () => undefined });
+    vi.stubGlobal('document', { addEventListener: () => undefined, visibilityState: 'visible', cookie: '' });
+    const bodies: unknown[] = [];
+    vi.stubGlobal('fetch', async (_url: string, init: RequestInit) => {
+      bodies.push(JSON.parse(String(init.body)));
+      return Response.json({ image: 12, holder: 'boss', expires_at: '2026-12-01T18:20:00Z', lease_seconds: 600 });
+    });
+    const store = new Store(state(['annotate', 'assign', 'view']));
+    const work = new WorkSession(store);
+    await work.takeOver();
+    expect(bodies).toEqual([{ token: work.token, renew: false, takeover: true }]);
+    expect(store.get().work).toMatchObject({ lease: 'mine', holder: 'boss' });
+    expect(mayTakeOver(store.get())).toBe(false);
+  });
+
+  it('refused (403: no longer a manager): the bar says why, the lease stays the other\'s', async () => {
+    vi.stubGlobal('window', { addEventListener: () => undefined });
+    vi.stubGlobal('document', { addEventListener: () => undefined, visibilityState: 'visible', cookie: '' });
+    vi.stubGlobal('fetch', async () => Response.json({ detail: "The lease is alice's; only a manager or an admin may take it over." }, { status: 403 }));
+    const store = new Store(state(['annotate', 'assign', 'view']));
+    await new WorkSession(store).takeOver();
+    expect(store.get().work).toMatchObject({ lease: 'other', holder: 'alice' });
+    expect(store.get().work.note).toContain('only a manager');
   });
 });

@@ -34,9 +34,13 @@ DATUMARO = COCO_RLE / "datumaro_coco_instances"
 # ---------------------------------------------------------------- helpers
 
 
-def _blank(width: int, height: int) -> bytes:
+def _blank(width: int, height: int, seed: int = 0) -> bytes:
+    """A grey image (PNG bytes) of this size; ``seed`` shades one corner pixel so that blank images of one
+    size differ in content (the project stores a photo it already has only once)."""
+    image = PILImage.new("RGB", (width, height), (128, 128, 128))
+    image.putpixel((0, 0), (seed % 256, (seed // 256) % 256, 0))
     buf = io.BytesIO()
-    PILImage.new("RGB", (width, height), (128, 128, 128)).save(buf, "JPEG")
+    image.save(buf, "PNG")  # lossless: every seed gives other bytes
     return buf.getvalue()
 
 
@@ -58,8 +62,8 @@ def _project_for(user, coco: dict, real: dict[str, bytes] | None = None):
     of the stated size, named as in the file."""
     project = services.project_create(name="Import", user=user)
     real = real or {}
-    files = [(img["file_name"], real.get(img["file_name"]) or _blank(img["width"], img["height"]))
-             for img in coco["images"]]
+    files = [(img["file_name"], real.get(img["file_name"]) or _blank(img["width"], img["height"], seed=i + 1))
+             for i, img in enumerate(coco["images"])]
     services.images_upload(project=project, files=files, user=user)
     return project
 

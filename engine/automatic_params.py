@@ -116,6 +116,22 @@ _FLOAT_RANGES: dict[str, tuple[float, bool, float, bool]] = {
 _RANGES = (*_INT_RANGES, *_FLOAT_RANGES)
 
 
+def param_range(name: str) -> tuple[str, str]:
+    """``(kind, allowed values)`` of a field for people: ``("int", "1..128")``,
+    ``("float", "[0, 1]")``, ``("int", ">= 0")``, ``("float", "> 0")``.
+
+    Raises:
+        KeyError: not a parameter.
+    """
+    if name in _INT_RANGES:
+        lo, hi = _INT_RANGES[name]
+        return "int", f"{lo}..{hi}" if hi is not None else f">= {lo}"
+    lo_f, lo_in, hi_f, hi_in = _FLOAT_RANGES[name]
+    if math.isinf(hi_f):
+        return "float", f"{'>=' if lo_in else '>'} {lo_f:g}"
+    return "float", f"{'[' if lo_in else '('}{lo_f:g}, {hi_f:g}{']' if hi_in else ')'}"
+
+
 def _checked(name: str, value: Any) -> int | float:
     """``value`` as the field's type if it is in the field's range.
 

@@ -40,8 +40,10 @@ export default defineConfig({
       input: {
         annotate: resolve(here, 'src/annotate.ts'),
         dashboard: resolve(here, 'src/dashboard.ts'),
+        exports: resolve(here, 'src/exports.ts'),
         projectNew: resolve(here, 'src/projectNew.ts'),
         upload: resolve(here, 'src/upload.ts'),
+        settings: resolve(here, 'src/settings.ts'),
       },
       output: {
         entryFileNames: '[name].js',

@@ -163,6 +163,25 @@ class ProjectDetailView(APIView):
         return Response(ProjectOutput(project).data)
 
 
+class ProjectCategoryDetailView(APIView):
+    """One label of a project: DELETE removes it unless saved masks carry it (409)."""
+
+    @extend_schema(responses={204: None, 409: OpenApiTypes.OBJECT})
+    def delete(self, request, project_id: int, category_id: int):
+        from .models import Category
+
+        project = selectors.project_get(user=request.user, project_id=project_id)
+        _service_call(require, user=request.user, project=project, action=Action.SETTINGS)
+        try:
+            _service_call(services.category_delete, project=project, user=request.user, category_id=category_id)
+        except Category.DoesNotExist:
+            raise Http404("No such label in this project.")
+        except services.CategoryInUse as exc:
+            return Response({"detail": str(exc), "code": "category_in_use", "masks": exc.masks},
+                            status=status.HTTP_409_CONFLICT)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
 class ProjectModelView(APIView):
     """The project's model version and how far its images are embedded with it; PATCH
     switches the version (its images are embedded again in the background)."""

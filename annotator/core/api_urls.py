@@ -8,6 +8,8 @@ urlpatterns = [
     path("models/<str:model_id>/decoder.onnx", api.DecoderView.as_view(), name="api-decoder"),
     path("projects/", api.ProjectListView.as_view(), name="api-projects"),
     path("projects/<int:project_id>/", api.ProjectDetailView.as_view(), name="api-project"),
+    path("projects/<int:project_id>/categories/<int:category_id>/", api.ProjectCategoryDetailView.as_view(),
+         name="api-project-category"),
     path("projects/<int:project_id>/model", api.ProjectModelView.as_view(), name="api-project-model"),
     path("projects/<int:project_id>/retrain", api_retrain.ProjectRetrainView.as_view(), name="api-project-retrain"),
     path("retrain/<int:retrain_id>/", api_retrain.RetrainDetailView.as_view(), name="api-retrain"),

@@ -57,10 +57,50 @@ class ProjectCreateInput(serializers.Serializer):
                                                          "(ANNOTATOR_PREFILL_DEFAULT)")
 
 
+class CategoryChangeInput(serializers.Serializer):
+    id = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID,
+                                  help_text="an existing label's id: rename and/or recolour it (masks keep it); "
+                                            "absent: a new label")
+    name = serializers.CharField(max_length=100, required=False)
+    color = serializers.RegexField(r"^#[0-9a-fA-F]{6}$", required=False,
+                                   error_messages={"invalid": "A colour is #rrggbb, e.g. #e6194b."})
+
+    def validate(self, attrs):
+        if "id" not in attrs and "name" not in attrs:
+            raise serializers.ValidationError({"name": ["A new label needs a name."]})
+        return attrs
+
+
+@extend_schema_field({"oneOf": [{"type": "string", "maxLength": 100},
+                                {"type": "object", "properties": {
+                                    "id": {"type": "integer"},
+                                    "name": {"type": "string", "maxLength": 100},
+                                    "color": {"type": "string", "pattern": "^#[0-9a-fA-F]{6}$"}}}]})
+class CategoryChangeField(serializers.Field):
+    """A label change of ``PATCH /api/projects/<id>/``: a name to add (kept as it was when a
+    label of that name exists), ``{"name", "color"}`` a new label, ``{"id", "name"?, "color"?}``
+    an existing label renamed / recoloured. Errors come back under the item's index."""
+
+    def to_internal_value(self, data) -> dict | str:
+        if isinstance(data, str):
+            item = CategoryInput(data={"name": data})
+            item.is_valid(raise_exception=True)
+            return item.validated_data["name"]
+        if not isinstance(data, dict):
+            raise serializers.ValidationError('A label is a name, {"name", "color"} or {"id", "name", "color"}.')
+        item = CategoryChangeInput(data=data)
+        item.is_valid(raise_exception=True)
+        return dict(item.validated_data)
+
+    def to_representation(self, value):
+        return value
+
+
 class ProjectUpdateInput(serializers.Serializer):
     name = serializers.CharField(max_length=200, required=False)
-    categories = serializers.ListField(child=serializers.CharField(max_length=100), required=False,
-                                       help_text="names to add (existing ones are kept)")
+    categories = serializers.ListField(child=CategoryChangeField(), required=False, max_length=1000,
+                                       help_text="labels to add or change (labels not listed are kept): a name or "
+                                                 "{name, color} adds one, {id, name?, color?} renames/recolours one")
 
 
 class ProjectModelInput(serializers.Serializer):
@@ -273,13 +313,23 @@ class ExportOutput(serializers.ModelSerializer):
     expires_at = serializers.SerializerMethodField(help_text="when the file of a done export is deleted "
                                                              "(ANNOTATOR_EXPORT_RETENTION_HOURS); null otherwise")
 
+    size = serializers.SerializerMethodField(help_text="bytes of a done export's file; null otherwise")
+
     class Meta:
         model = ExportJob
         fields = ["id", "project", "format", "options", "status", "progress", "stats", "error", "created_by",
-                  "created_at", "started_at", "finished_at", "expires_at", "download_url"]
+                  "created_at", "started_at", "finished_at", "expires_at", "size", "download_url"]
 
     def get_download_url(self, obj) -> str | None:
         return reverse("api-export-download", args=[obj.pk]) if obj.status == ExportJob.Status.DONE else None
+
+    def get_size(self, obj) -> int | None:
+        if obj.status != ExportJob.Status.DONE or not obj.file:
+            return None
+        try:
+            return obj.file.size
+        except OSError:  # the file went missing under a done job: say nothing rather than fail the list
+            return None
 
     def get_expires_at(self, obj) -> datetime | None:
         if obj.status != ExportJob.Status.DONE or obj.finished_at is None:

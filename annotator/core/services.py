@@ -100,13 +100,28 @@ def project_create(*, name: str, user, categories: Iterable[str | dict[str, str]
 
 
 @transaction.atomic
-def project_update(*, project: Project, user, name: str | None = None, categories: Iterable[str] = ()) -> Project:
-    """Rename a project and add label categories (existing ones stay: masks refer to them).
+def project_update(*, project: Project, user, name: str | None = None,
+                   categories: Iterable[str | dict[str, Any]] = ()) -> Project:
+    """Rename a project, add label categories and rename / recolour existing ones. Labels keep
+    their ids (saved masks refer to them); none is removed here (:func:`category_delete`).
+
+    Args:
+        categories: each item is
+            - a name: a new label with the next palette colour, unless a label of that name
+              exists (then nothing: adding by name is idempotent, as it always was);
+            - ``{"name", "color"?}``: a new label; a name that is taken is an error;
+            - ``{"id", "name"?, "color"?}``: the project's label ``id`` renamed and/or recoloured.
+            Names are compared after every change of the request, so two labels may swap
+            names and a label may take a name another one gives up.
 
     Raises:
-        ValidationError: an empty name.
+        ValidationError: an empty name; a category's problems under its index, as
+            ``{"categories": {"<index>": {"name"|"color"|"id": [messages]}}}``; nothing is
+            changed then.
         permissions.NotAllowed: the role may not change settings.
     """
+    import uuid
+
     from .permissions import Action, require
 
     require(user=user, project=project, action=Action.SETTINGS)
@@ -115,13 +130,110 @@ def project_update(*, project: Project, user, name: str | None = None, categorie
             raise ValidationError({"name": ["A project needs a name."]})
         project.name = name.strip()
         project.save(update_fields=["name"])
-    existing = set(project.categories.values_list("name", flat=True))
-    for cat in categories:
-        cat = cat.strip()
-        if cat and cat not in existing:
-            Category.objects.create(project=project, name=cat, color=PALETTE[len(existing) % len(PALETTE)])
-            existing.add(cat)
+    items = list(categories)
+    bare = [isinstance(c, str) for c in items]  # a bare name adds only what is missing
+    specs = [{"name": c} if isinstance(c, str) else dict(c) for c in items]
+    if not specs:
+        return project
+    current = {c.pk: c for c in Category.objects.select_for_update().filter(project=project).order_by("pk")}
+    errors: dict[str, dict[str, list[str]]] = {}
+
+    def refuse(index: int, field: str, message: str) -> None:
+        errors.setdefault(str(index), {}).setdefault(field, []).append(message)
+
+    changes: dict[int, tuple[int, dict[str, Any]]] = {}  # label id -> (item index, item)
+    for i, spec in enumerate(specs):
+        color = spec.get("color")
+        if color is not None and not HEX_COLOR.fullmatch(str(color)):
+            refuse(i, "color", "A colour is #rrggbb, e.g. #e6194b.")
+        if "name" in spec:
+            spec["name"] = str(spec["name"]).strip()
+            if not spec["name"]:
+                refuse(i, "name", "A label needs a name.")
+            elif len(spec["name"]) > 100:
+                refuse(i, "name", "Ensure this field has no more than 100 characters.")
+        if "id" in spec:
+            if spec["id"] not in current:
+                refuse(i, "id", f"No label {spec['id']} in this project.")
+            elif spec["id"] in changes:
+                refuse(i, "id", f"Label {spec['id']} is changed twice (items {changes[spec['id']][0]} and {i}).")
+            else:
+                changes[spec["id"]] = (i, spec)
+    # Names once every rename of the request is applied: each must stay unique.
+    final = {pk: (changes[pk][1].get("name") or c.name) if pk in changes else c.name for pk, c in current.items()}
+    holders: dict[str, list[int]] = {}
+    for pk, label in final.items():
+        holders.setdefault(label, []).append(pk)
+    for pk, (i, spec) in changes.items():
+        if spec.get("name") and spec["name"] != current[pk].name and len(holders[spec["name"]]) > 1:
+            refuse(i, "name", f'There is already a label "{spec["name"]}".')
+    taken = set(final.values())
+    added: list[tuple[str, str | None]] = []
+    for i, spec in enumerate(specs):
+        if "id" in spec or not spec.get("name"):
+            continue
+        label = spec["name"]
+        if label in taken:
+            if bare[i]:
+                continue  # a label of that name exists: nothing to add
+            refuse(i, "name", f'There is already a label "{label}".')
+            continue
+        taken.add(label)
+        added.append((label, spec.get("color")))
+    if errors:
+        raise ValidationError({"categories": errors})
+    renamed = [pk for pk, (_, spec) in changes.items() if spec.get("name") and spec["name"] != current[pk].name]
+    # Two steps, so that labels may swap names without tripping the unique constraint midway.
+    for pk in renamed:
+        Category.objects.filter(pk=pk).update(name=f"~renaming~{uuid.uuid4().hex}")
+    for pk, (_, spec) in changes.items():
+        fields = {}
+        if pk in renamed:
+            fields["name"] = spec["name"]
+        if spec.get("color") and spec["color"] != current[pk].color:
+            fields["color"] = spec["color"]
+        if fields:
+            Category.objects.filter(pk=pk).update(**fields)
+    count = len(current)
+    for label, color in added:
+        Category.objects.create(project=project, name=label, color=color or PALETTE[count % len(PALETTE)])
+        count += 1
     return project
+
+
+class CategoryInUse(Exception):
+    """Deleting a label that saved masks carry (the API answers 409)."""
+
+    def __init__(self, category: Category, masks: int):
+        super().__init__(f'The label "{category.name}" is used by {masks} mask{"s" if masks != 1 else ""}, so it '
+                         f"cannot be deleted: rename it instead, or give those masks another label first.")
+        self.category = category
+        self.masks = masks
+
+
+@transaction.atomic
+def category_delete(*, project: Project, user, category_id: int) -> None:
+    """Delete one of the project's labels, if no saved mask carries it. Pre-fill proposals
+    that carry it lose their label (they are suggestions: one accepted later gets the label
+    the annotator picks, or none).
+
+    Raises:
+        Category.DoesNotExist: no such label in the project (404).
+        CategoryInUse: masks carry it (409); nothing is changed.
+        permissions.NotAllowed: the role may not change settings.
+    """
+    from .models import Proposal
+    from .permissions import Action, require
+
+    require(user=user, project=project, action=Action.SETTINGS)
+    Category.objects.filter(project=project).get(pk=category_id)  # DoesNotExist before anything is written
+    # Proposals first, then the label: the order accepting a proposal takes its locks in.
+    Proposal.objects.filter(image__project=project, category_id=category_id).update(category=None)
+    category = Category.objects.select_for_update().filter(project=project).get(pk=category_id)
+    masks = Annotation.objects.filter(category=category).count()
+    if masks:
+        raise CategoryInUse(category, masks)
+    category.delete()
 
 
 def project_add_member(*, project: Project, user, role: str = Membership.Role.ANNOTATOR) -> Membership:
@@ -499,10 +611,25 @@ def _clean_mask(segmentation: Any, image: Image) -> tuple[dict[str, Any], list[f
 def _clean_category(category_id: Any, image: Image) -> Category | None:
     if category_id is None:
         return None
+    _hold_category(category_id, image.project_id)
     category = Category.objects.filter(project_id=image.project_id, pk=category_id).first()
     if category is None:
         raise ValidationError({"category": [f"No category {category_id} in this project."]})
     return category
+
+
+def _hold_category(category_id: Any, project_id: int) -> None:
+    """Keeps the label from being deleted until this transaction ends, so a mask saved with it
+    and :func:`category_delete` (which locks the label FOR UPDATE, then counts its masks) never
+    both succeed. PostgreSQL's FOR KEY SHARE, the lock a foreign key check itself takes: saves
+    do not wait for each other, only for a delete of that label. (SQLite serializes writes.)"""
+    from django.db import connection
+
+    if connection.vendor != "postgresql" or not connection.in_atomic_block or not isinstance(category_id, int):
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT id FROM {Category._meta.db_table} WHERE id = %s AND project_id = %s FOR KEY SHARE",
+                       [category_id, project_id])
 
 
 def _log_event(kind: str, annotation: Annotation, user, counts: dict[str, int], active_ms: int | None) -> None:

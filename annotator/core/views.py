@@ -1,5 +1,5 @@
-"""HTML pages: the project list, the "New project" form and a project's upload page
-(TypeScript over the API), the annotate page (a shell for the TypeScript app in frontend/),
+"""HTML pages: the project list, the "New project" form, a project's upload, exports and
+settings pages (TypeScript over the API), the annotate page (a shell for the TypeScript app in frontend/),
 the review list and the managers' dashboard."""
 
 from django.contrib.auth.decorators import login_required
@@ -50,6 +50,114 @@ def upload(request, project_id: int):
     })
 
 
+# What the exports page says of each format (ExportJob.Format; docs/api.md "Export").
+EXPORT_FORMAT_NOTES = {
+    "coco": "one JSON file, segmentations as compressed RLE (pycocotools); with the images: a zip of "
+            "annotations/instances.json + images/",
+    "coco_polygons": "one JSON file, segmentations as polygons (holes bridged, decode to the same pixels); "
+                     "with the images: a zip",
+    "sa1b": "a zip with one JSON per image in the SA-1B layout (RLE, point_coords, crop_box)",
+    "png": "a zip with one 16-bit PNG instance map per image (value k = instance k) and its JSON",
+}
+
+
+@login_required
+def exports(request, project_id: int):
+    """A project's "Exports" page (frontend/src/exports.ts over ``/api/projects/<id>/exports/``,
+    ``/api/exports/<id>/`` and ``/api/projects/<id>/imports/coco``): start a background export
+    and follow the project's export jobs, for roles with the ``export`` action (what those
+    endpoints require: 403 for the others, 404 for non-members); the COCO import section only
+    for roles with the ``import`` action."""
+    from django.conf import settings
+
+    from .models import ExportJob
+
+    project = selectors.project_get(user=request.user, project_id=project_id)
+    _require_page(request, project, Action.EXPORT)
+    formats = [{"value": value, "label": label, "note": EXPORT_FORMAT_NOTES.get(value, "")}
+               for value, label in ExportJob.Format.choices]
+    return render(request, "core/exports.html", {
+        "project": project, "formats": formats,
+        "may_import": can(user=request.user, project=project, action=Action.IMPORT),
+        "retention_hours": settings.ANNOTATOR_EXPORT_RETENTION_HOURS,
+        "max_import_bytes": settings.ANNOTATOR_MAX_REQUEST_BYTES,
+    })
+
+
+# The pre-fill section's fields: engine.AutomaticMaskParams name, label, what it does; the
+# first ones are shown, the others under "More generator parameters".
+PREFILL_FIELDS = [
+    ("pred_iou_thresh", "Predicted IoU threshold", "keep masks whose predicted IoU is above this (0 keeps all)"),
+    ("stability_score_thresh", "Stability score threshold",
+     "keep masks at least this stable under a shift of the mask threshold (0 keeps all)"),
+    ("points_per_side", "Grid points per side", "the image is prompted with this many² single points"),
+    ("box_nms_thresh", "Box NMS threshold", "of two masks whose boxes overlap more than this IoU, the weaker is dropped"),
+    ("min_mask_region_area", "Minimum region area (pixels)", "holes and islands smaller than this are removed (0: off)"),
+    ("points_per_batch", "Points per batch", "prompts per decoder call: only speed and memory depend on it"),
+    ("stability_score_offset", "Stability score offset", "the logit shift the stability score is measured with"),
+    ("crop_n_layers", "Crop layers", "extra layers of image crops (each crop needs an encoder pass)"),
+    ("crop_nms_thresh", "Crop NMS threshold", "box IoU for NMS between masks of different crops"),
+    ("crop_overlap_ratio", "Crop overlap ratio", "overlap of neighbouring crops, as a fraction of the short side"),
+    ("crop_n_points_downscale_factor", "Crop points downscale factor", "crop layer i uses points per side / factor^i"),
+]
+PREFILL_MAIN_FIELDS = 5
+SETTINGS_ACTIONS = (Action.SETTINGS, Action.MODEL, Action.MEMBERS)
+
+
+def may_open_settings(*, user, project, role: str | None = None) -> bool:
+    """Whether the project's settings page (and its links) is for ``user``: any of its
+    sections' actions (settings, model, members)."""
+    if role is None and not user.is_superuser:
+        role = project_role(user=user, project_id=project.pk)
+    return any(can(user=user, project=project, action=a, role=role) for a in SETTINGS_ACTIONS)
+
+
+@login_required
+def project_settings(request, project_id: int):
+    """A project's settings page (frontend/src/settings.ts over the API): General (name and
+    labels: the ``settings`` action), Pre-fill (``settings``), Model (``model``), Members
+    (``members``; the admin role needs ``administer``). Each section is rendered only for a
+    role whose action allows it; a role allowed none gets 403, non-members 404."""
+    from django.db.models import Count
+
+    from engine.automatic_params import AutomaticMaskParams, param_range
+
+    from .models import Annotation, Membership
+    from .model_versions import project_model_version
+    from .services import PALETTE
+
+    project = selectors.project_get(user=request.user, project_id=project_id)
+    role = project_role(user=request.user, project_id=project.pk)
+    may = {a: can(user=request.user, project=project, action=a, role=role)
+           for a in (*SETTINGS_ACTIONS, Action.ADMINISTER)}
+    if not any(may[a] for a in SETTINGS_ACTIONS):
+        raise PermissionDenied("Your role may not change this project's settings.")
+    context = {"project": project, "role": role or "", "may_settings": may[Action.SETTINGS],
+               "may_model": may[Action.MODEL], "may_members": may[Action.MEMBERS],
+               "may_administer": may[Action.ADMINISTER]}
+    if may[Action.SETTINGS]:
+        masks = dict(Annotation.objects.filter(image__project=project, category__isnull=False)
+                     .values_list("category").annotate(n=Count("id")).values_list("category", "n"))
+        defaults = AutomaticMaskParams().to_dict()
+        fields = []
+        for name, label, help_text in PREFILL_FIELDS:
+            kind, allowed = param_range(name)
+            fields.append({"name": name, "label": label, "help": help_text, "kind": kind, "range": allowed,
+                           "default": f"{defaults[name]:.4g}" if kind == "float" else defaults[name]})
+        context.update({
+            "palette": PALETTE,
+            "categories": [{"id": c.pk, "name": c.name, "color": c.color, "masks": masks.get(c.pk, 0)}
+                           for c in project.categories.all()],
+            "prefill_fields": fields[:PREFILL_MAIN_FIELDS], "prefill_more_fields": fields[PREFILL_MAIN_FIELDS:],
+        })
+    if may[Action.MODEL]:
+        context["model_version"] = project_model_version(project)
+        context["follows_default"] = project.model_version_id is None
+    if may[Action.MEMBERS]:
+        context["roles"] = [r for r in Membership.Role.values if may[Action.ADMINISTER] or r != Membership.Role.ADMIN]
+    return render(request, "core/project_settings.html", context)
+
+
 @login_required
 def annotate(request, project_id: int):
     """The annotate page. A role that may view but not annotate (a reviewer) gets it
@@ -73,6 +181,7 @@ def annotate(request, project_id: int):
     return render(request, "core/annotate.html", {
         "project": project, "image_id": image_id or "", "role": role or "", "may_annotate": may_annotate,
         "may_review": can(user=request.user, project=project, action=Action.REVIEW, role=role),
+        "may_settings": may_open_settings(user=request.user, project=project, role=role),
     })
 
 
@@ -113,6 +222,7 @@ def dashboard(request, project_id: int):
         "project": project, "stats": groups, "tables": tables,
         "work": [(value, label.lower(), by_status.get(value, 0)) for value, label in Image.WorkStatus.choices],
         "model_panel": _model_panel(request, project),
+        "may_settings": may_open_settings(user=request.user, project=project),
     })
 
 

@@ -6,7 +6,9 @@
 import type { CocoRle } from './lib/rle';
 import type { Box } from './lib/prompts';
 import type { ProjectCreateBody } from './lib/projectForm';
+import type { EmbeddingCounts, ImageCounts, MemberInfo, ProjectUpdateBody, ProposalCounts, Role } from './lib/projectSettings';
 import type { RetrainJob } from './lib/retrain';
+import type { ExportJob, ExportStartBody, ImportMode, ImportReport } from './lib/exports';
 
 export interface Category {
   id: number;
@@ -280,9 +282,53 @@ export const listRetrainJobs = (projectId: number): Promise<RetrainJob[]> => jso
 export const startRetrain = (projectId: number, steps?: number): Promise<RetrainJob> =>
   json(`projects/${projectId}/retrain`, jsonBody('POST', steps === undefined ? {} : { steps }));
 export const getRetrainJob = (jobId: number): Promise<RetrainJob> => json(`retrain/${jobId}/`);
+/** `GET|PATCH /api/projects/<id>/model`: the project's version and how far its images are embedded with it. */
+export interface ProjectModel {
+  model_version: ModelInfo & { id: number };
+  follows_default: boolean;
+  embeddings: EmbeddingCounts;
+}
+
 /** The project's model version (name, model_id) and its embedding progress. */
-export const getProjectModel = (projectId: number): Promise<{ model_version: ModelInfo & { id: number }; follows_default: boolean }> =>
-  json(`projects/${projectId}/model`);
+export const getProjectModel = (projectId: number): Promise<ProjectModel> => json(`projects/${projectId}/model`);
+/** Switch the project's version (null: follow the server's default); its images are embedded again. */
+export const setProjectModel = (projectId: number, modelVersion: number | null): Promise<ProjectModel> =>
+  json(`projects/${projectId}/model`, jsonBody('PATCH', { model_version: modelVersion }));
+
+/** `PATCH /api/projects/<id>/`: rename, add labels, rename / recolour labels by id (lib/projectSettings.ts). */
+export const updateProject = (projectId: number, body: ProjectUpdateBody): Promise<Project> =>
+  json(`projects/${projectId}/`, jsonBody('PATCH', body));
+/** Delete a label; 409 (`code: "category_in_use"`, `detail` in words) when saved masks carry it. */
+export const deleteCategory = (projectId: number, categoryId: number): Promise<null> =>
+  json(`projects/${projectId}/categories/${categoryId}/`, { method: 'DELETE' });
+
+/** `GET /api/projects/<id>/prefill`: settings (parameters with defaults merged) and progress counts. */
+export interface PrefillState {
+  enabled: boolean;
+  params: Record<string, number>;
+  overrides: Record<string, number>;
+  images: ImageCounts;
+  proposals: ProposalCounts;
+  annotations_by_origin: Record<string, number>;
+}
+
+export const getPrefill = (projectId: number): Promise<PrefillState> => json(`projects/${projectId}/prefill`);
+/** 400 `{"params": {"<name>": [msgs]}}` for bad parameters (nothing stored then). */
+export const updatePrefill = (projectId: number, body: { enabled?: boolean; params?: Record<string, number> }): Promise<PrefillState> =>
+  json(`projects/${projectId}/prefill`, jsonBody('PATCH', body));
+/** (Re)generate proposals for the project's embedded images not already queued. */
+export const runPrefill = (projectId: number): Promise<{ queued: number }> =>
+  json(`projects/${projectId}/prefill/run`, jsonBody('POST', {}));
+
+export const listMembers = (projectId: number): Promise<MemberInfo[]> => json(`projects/${projectId}/members/`);
+/** 400 `{"username": [...]}` for an unknown user or one already a member. */
+export const addMember = (projectId: number, username: string, role: Role): Promise<MemberInfo> =>
+  json(`projects/${projectId}/members/`, jsonBody('POST', { username, role }));
+/** 400 `{"role": ["A project keeps at least one admin."]}` for the last admin. */
+export const updateMember = (projectId: number, userId: number, role: Role): Promise<MemberInfo> =>
+  json(`projects/${projectId}/members/${userId}/`, jsonBody('PATCH', { role }));
+export const removeMember = (projectId: number, userId: number): Promise<null> =>
+  json(`projects/${projectId}/members/${userId}/`, { method: 'DELETE' });
 
 /** The next image of the user's queue, leased to them; null when the queue is empty (204). */
 export const queueNext = (projectId: number): Promise<ImageInfo | null> => json(`projects/${projectId}/queue/next`, { method: 'POST' });
@@ -391,17 +437,16 @@ export const decodePrompt = (imageId: number, body: DecodePromptBody): Promise<D
   json(`images/${imageId}/decode`, jsonBody('POST', body));
 
 /**
- * `POST /api/projects/<id>/images/` with one file (field `files`), through XMLHttpRequest
- * because fetch reports no upload progress. Resolves with the images stored (several for a
- * zip); rejects with ApiError: the server's refusal (400 `{"<file name>": [reasons]}`, 413,
- * 403), or status 0 when no answer came.
+ * A multipart POST through XMLHttpRequest, because fetch reports no upload progress.
+ * Resolves with the JSON body of a 2xx; rejects with ApiError: the server's refusal (its
+ * body unpacked), or status 0 when no answer came.
  *
  * @param onProgress fraction of the request body sent, 0..1.
  */
-export function uploadImageFile(projectId: number, file: File, onProgress: (fraction: number) => void = () => {}): Promise<ImageInfo[]> {
+function postForm<T>(path: string, form: FormData, onProgress: (fraction: number) => void, what: string): Promise<T> {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
-    xhr.open('POST', url(`projects/${projectId}/images/`));
+    xhr.open('POST', url(path));
     xhr.withCredentials = true;
     xhr.setRequestHeader('Accept', 'application/json');
     const token = csrfToken();
@@ -416,13 +461,43 @@ export function uploadImageFile(projectId: number, file: File, onProgress: (frac
       } catch {
         body = xhr.responseText;
       }
-      if (xhr.status >= 200 && xhr.status < 300) resolve(body as ImageInfo[]);
+      if (xhr.status >= 200 && xhr.status < 300) resolve(body as T);
       else reject(ApiError.fromBody(xhr.status, xhr.statusText, body));
     };
-    xhr.onerror = () => reject(new ApiError(0, 'network error: the upload did not reach the server', null, {}, null));
-    xhr.onabort = () => reject(new ApiError(0, 'the upload was aborted', null, {}, null));
-    const form = new FormData();
-    form.append('files', file, file.name);
+    xhr.onerror = () => reject(new ApiError(0, `network error: the ${what} did not reach the server`, null, {}, null));
+    xhr.onabort = () => reject(new ApiError(0, `the ${what} was aborted`, null, {}, null));
     xhr.send(form);
   });
+}
+
+/**
+ * `POST /api/projects/<id>/images/` with one file (field `files`). Resolves with the images
+ * stored (several for a zip); rejects with ApiError: the server's refusal (400
+ * `{"<file name>": [reasons]}`, 413, 403), or status 0 when no answer came.
+ *
+ * @param onProgress fraction of the request body sent, 0..1.
+ */
+export function uploadImageFile(projectId: number, file: File, onProgress: (fraction: number) => void = () => {}): Promise<ImageInfo[]> {
+  const form = new FormData();
+  form.append('files', file, file.name);
+  return postForm(`projects/${projectId}/images/`, form, onProgress, 'upload');
+}
+
+/** Export jobs (docs/api.md "Export"): the project's, newest first; start one (201); one job. */
+export const listExports = (projectId: number): Promise<ExportJob[]> => json(`projects/${projectId}/exports/`);
+export const startExport = (projectId: number, body: ExportStartBody): Promise<ExportJob> =>
+  json(`projects/${projectId}/exports/`, jsonBody('POST', body));
+export const getExport = (exportId: number): Promise<ExportJob> => json(`exports/${exportId}/`);
+
+/**
+ * `POST /api/projects/<id>/imports/coco` (multipart `file`, `mode`): the import runs in the
+ * request; resolves with its report. 400 `{"file": [...]}` for a file that is not a COCO
+ * instances object, 403 for roles that may not import, 413 over the request limit.
+ */
+export function importCoco(projectId: number, file: File, mode: ImportMode,
+                           onProgress: (fraction: number) => void = () => {}): Promise<ImportReport> {
+  const form = new FormData();
+  form.append('file', file, file.name);
+  form.append('mode', mode);
+  return postForm(`projects/${projectId}/imports/coco`, form, onProgress, 'import');
 }

@@ -26,8 +26,8 @@ from django.urls.exceptions import Resolver404
 from annotator.core import api_urls, services
 from annotator.core.model_runtime import current_model_id
 from annotator.core.model_versions import model_version_default
-from annotator.core.models import (Annotation, AnnotationEvent, Embedding, ExportJob, Image, Membership, ModelVersion,
-                                   Project, Proposal, RetrainJob)
+from annotator.core.models import (Annotation, AnnotationEvent, Category, Embedding, ExportJob, Image, Membership,
+                                   ModelVersion, Project, Proposal, RetrainJob)
 from engine.rle import mask_to_rle
 from tests.factories import UserFactory, project_with_photos
 
@@ -39,7 +39,8 @@ WRITE_METHODS = ("post", "put", "patch", "delete")
 
 # URL arguments that name an object of a project: an outsider must get 404 wherever one
 # appears. Each maps to the object of the other team's project made by ``world``.
-PROJECT_SCOPED_ARGS = {"project_id", "image_id", "annotation_id", "export_id", "proposal_id", "user_id", "retrain_id"}
+PROJECT_SCOPED_ARGS = {"project_id", "image_id", "annotation_id", "export_id", "proposal_id", "user_id", "retrain_id",
+                       "category_id"}
 # Endpoints with no project object in their URL, and what a signed-in outsider gets.
 GLOBAL_ENDPOINTS = {
     "api-models": {"get": 200},  # the model this server runs: the same for everyone
@@ -54,6 +55,8 @@ PAGES = {
     "annotate": ("/projects/{project_id}/annotate/", 302),
     "dashboard": ("/projects/{project_id}/dashboard/", 302),
     "review": ("/projects/{project_id}/review/", 302),
+    "exports": ("/projects/{project_id}/exports/", 302),
+    "project-settings": ("/projects/{project_id}/settings/", 302),
     "login": ("/accounts/login/", 200),
     "logout": ("/accounts/logout/", 405),  # POST only
     "api-schema": ("/api/schema/", 403),
@@ -102,7 +105,8 @@ def world(db):
     proposal = Proposal.objects.create(image=image, rle=mask_to_rle(mask), bbox=[10, 10, 30, 30], area=900)
     retrain = RetrainJob.objects.create(project=project, base_version=model_version_default(), created_by=owner)
     ids = {"project_id": project.pk, "image_id": image.pk, "annotation_id": annotation.pk, "export_id": export.pk,
-           "proposal_id": proposal.pk, "user_id": owner.pk, "model_id": current_model_id(), "retrain_id": retrain.pk}
+           "proposal_id": proposal.pk, "user_id": owner.pk, "model_id": current_model_id(), "retrain_id": retrain.pk,
+           "category_id": project.categories.order_by("id").first().pk}
     return owner, ids
 
 
@@ -120,11 +124,12 @@ def _url(route: str, ids: dict) -> str:
 
 def _snapshot():
     return [m.objects.count() for m in (Project, Image, Annotation, AnnotationEvent, Embedding, ExportJob,
-                                        Proposal, Membership, RetrainJob, ModelVersion)] + [
+                                        Proposal, Membership, RetrainJob, ModelVersion, Category)] + [
         list(Annotation.objects.values_list("version", "review_status")),
         list(Proposal.objects.values_list("status", flat=True)),
         list(Image.objects.values_list("embedding_status", flat=True)),
         list(Membership.objects.values_list("role", flat=True)),
+        list(Category.objects.values_list("name", "color")),
     ]
 
 
@@ -199,7 +204,7 @@ def test_pages_of_another_project_are_404(api_client, user, world):
     _, ids = world
     client = Client()
     client.force_login(user)
-    for page in ("annotate", "dashboard", "review", "upload"):
+    for page in ("annotate", "dashboard", "review", "upload", "settings", "exports"):
         assert client.get(f"/projects/{ids['project_id']}/{page}/").status_code == 404, page
     assert f"/projects/{ids['project_id']}/annotate/".encode() not in client.get("/").content
     assert client.get("/api/schema/").status_code == 200

@@ -52,6 +52,7 @@ ENDPOINTS = [
     ("project", "get", "/api/projects/{project}/", None, "json", (200, 200, 200, 200)),
     ("project settings", "patch", "/api/projects/{project}/", lambda w: {"name": "Renamed"}, "json",
      (200, 200, 403, 403)),
+    ("label delete", "delete", "/api/projects/{project}/categories/{category}/", None, "json", (204, 204, 403, 403)),
     ("project model", "get", "/api/projects/{project}/model", None, "json", (200, 200, 200, 200)),
     ("project model switch", "patch", "/api/projects/{project}/model", lambda w: {"model_version": None}, "json",
      (200, 200, 403, 403)),
@@ -112,6 +113,8 @@ PAGES = [
     ("annotate page", "/projects/{project}/annotate/?image={image}", (200, 200, 200, 200)),
     ("dashboard page", "/projects/{project}/dashboard/", (200, 200, 403, 403)),
     ("review page", "/projects/{project}/review/", (200, 200, 200, 403)),
+    ("settings page", "/projects/{project}/settings/", (200, 200, 403, 403)),
+    ("exports page", "/projects/{project}/exports/", (200, 200, 200, 403)),
 ]
 
 
@@ -134,7 +137,7 @@ def world():
     export = ExportJob.objects.create(project=project, format="coco", created_by=admin)
     retrain = RetrainJob.objects.create(project=project, base_version=model_version_default(), created_by=admin,
                                         status="done")
-    return {"project": project.pk, "image": image.pk, "image_obj": image, "done_image": done_image.pk,
+    return {"project": project.pk, "category": project.categories.get().pk, "image": image.pk, "image_obj": image, "done_image": done_image.pk,
             "annotation": annotation.pk, "export": export.pk, "retrain": retrain.pk, "annotator_id": users["annotator"].pk,
             "reviewer_id": users["reviewer"].pk, "users": users}
 

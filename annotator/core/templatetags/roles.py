@@ -13,3 +13,9 @@ def can(project, action: str) -> bool:
     if getattr(project, "my_superuser", False):
         return True
     return action in ROLE_ACTIONS.get(getattr(project, "my_role", None), frozenset())
+
+
+@register.filter
+def can_any(project, actions: str) -> bool:
+    """``{% if project|can_any:"settings,model,members" %}``: any one of the actions."""
+    return any(can(project, action.strip()) for action in actions.split(","))

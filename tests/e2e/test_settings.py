@@ -15,7 +15,6 @@ Needs the built frontend, Chromium at /usr/bin/chromium, the real PostgreSQL and
 
 from __future__ import annotations
 
-import threading
 from unittest import mock
 
 import numpy as np
@@ -25,32 +24,10 @@ from annotator.core import services
 from annotator.core.models import Category, Membership, Project
 from engine.rle import mask_to_rle
 from tests.e2e.test_annotate import ARTIFACTS, ROOT, _launch, _login
+from tests.e2e.test_upload import _db
 from tests.factories import UserFactory, project_with_photos
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-
-def _db(fn):
-    """Runs ORM work in a thread of its own: Playwright's sync API keeps an event loop in this
-    one, where Django refuses database calls."""
-    from django.db import connection
-
-    out: dict = {}
-
-    def run():
-        try:
-            out["value"] = fn()
-        except BaseException as exc:  # re-raised in the test's thread
-            out["error"] = exc
-        finally:
-            connection.close()
-
-    t = threading.Thread(target=run)
-    t.start()
-    t.join()
-    if "error" in out:
-        raise out["error"]
-    return out["value"]
 
 
 def _row(page, name: str):

@@ -99,6 +99,36 @@ describe('zoomAt', () => {
     expect(v.ty).toBeCloseTo(f.ty, 9);
   });
 
+  it('a small first step from fit keeps the cursor pixel although the image still fits along that axis', () => {
+    // A 640x427 photo on a wide stage is fitted by its height: across, it is centred with room
+    // to spare. One wheel notch near its left edge must not re-centre it (QA: it drifted ~12 px).
+    const wide = { width: 1600, height: 700 };
+    const small = { width: 640, height: 427 };
+    const v0 = fitView(small, wide);
+    expect(small.width * v0.k).toBeLessThan(wide.width - 2 * VIEW_PAD);
+    for (const [x, y] of [[100, 100], [600, 400], [320, 213]] as [number, number][]) {
+      const [sx, sy] = imageToScreen(v0, x, y);
+      const v1 = zoomAt(v0, sx, sy, 1.1, small, wide);
+      expect(small.width * v1.k).toBeLessThan(wide.width - 2 * VIEW_PAD);  // still fits across
+      close(screenToImage(v1, sx, sy), [x, y], 1e-6);
+      // The image stays within the padding.
+      expect(v1.tx).toBeGreaterThanOrEqual(VIEW_PAD - 1e-9);
+      expect(v1.tx + small.width * v1.k).toBeLessThanOrEqual(wide.width - VIEW_PAD + 1e-9);
+    }
+  });
+
+  it('panning after such a step does not snap the fitting axis back to the centre', () => {
+    const wide = { width: 1600, height: 700 };
+    const small = { width: 640, height: 427 };
+    const v0 = fitView(small, wide);
+    const [sx, sy] = imageToScreen(v0, 100, 100);
+    const v1 = zoomAt(v0, sx, sy, 1.3, small, wide);
+    expect(small.width * v1.k).toBeLessThan(wide.width - 2 * VIEW_PAD);
+    const v2 = pan(v1, 40, 30, small, wide);
+    expect(v2.tx).toBeCloseTo(v1.tx, 9);  // fits across: nothing to pan, and no jump
+    expect(v2.ty).toBeCloseTo(Math.min(VIEW_PAD, v1.ty + 30), 9);  // too tall: pans, within the padding
+  });
+
   it('zooming in at a point near the edge keeps that point when the clamp allows', () => {
     const v0 = fitView(photo, stage);
     const [sx, sy] = imageToScreen(v0, 3000, 2000);

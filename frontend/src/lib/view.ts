@@ -62,11 +62,19 @@ export function fitView(img: Size, stage: Size): View {
  * the padding) it is centred; where it is larger it may move only until its edge reaches
  * the padding, so it always spans the stage along that axis. `startAtBeginning` puts the
  * image's left/top edge at the padding there (used by fit: the long side starts at its
- * beginning).
+ * beginning). `keepInside` (used by zoom): along an axis where the image fits, it is not
+ * re-centred but only kept within the padding, so the pixel under the cursor stays there
+ * also while the image is still smaller than the stage along that axis.
  */
-export function clampView(v: View, img: Size, stage: Size, startAtBeginning = false, pad = VIEW_PAD): View {
+export function clampView(v: View, img: Size, stage: Size, startAtBeginning = false, pad = VIEW_PAD,
+  keepInside = false): View {
   const axis = (t: number, len: number, room: number): number => {
-    if (len <= room - 2 * pad) return (room - len) / 2;
+    if (len <= room - 2 * pad) {
+      if (!keepInside) return (room - len) / 2;
+      const lo = pad;
+      const hi = room - pad - len;
+      return t < lo ? lo : t > hi ? hi : t;
+    }
     if (startAtBeginning) return pad;
     const lo = room - pad - len;
     const hi = pad;
@@ -82,12 +90,20 @@ export function zoomAt(v: View, sx: number, sy: number, factor: number, img: Siz
   const k = Math.min(MAX_ZOOM, Math.max(lo, v.k * factor));
   const ex = (sx - v.tx) / v.k;
   const ey = (sy - v.ty) / v.k;
-  return clampView({ k, tx: sx - ex * k, ty: sy - ey * k }, img, stage);
+  // Back at the smallest scale the image is centred again (as fitted); above it, a fitting
+  // axis keeps the cursor's pixel too (QA: the first wheel notch from fit moved it ~12 px).
+  const keepInside = k > lo * (1 + 1e-9);
+  return clampView({ k, tx: sx - ex * k, ty: sy - ey * k }, img, stage, false, VIEW_PAD, keepInside);
 }
 
 /** Move the image by (dx, dy) screen px, then clamp. */
 export function pan(v: View, dx: number, dy: number, img: Size, stage: Size): View {
-  return clampView({ k: v.k, tx: v.tx + dx, ty: v.ty + dy }, img, stage);
+  // Along an axis where the image fits there is nothing to pan: it stays where it is (centred
+  // when fitted, or where a zoom step put it) instead of jumping back to the centre.
+  const fits = (len: number, room: number): boolean => len <= room - 2 * VIEW_PAD;
+  const mx = fits(img.width * v.k, stage.width) ? 0 : dx;
+  const my = fits(img.height * v.k, stage.height) ? 0 : dy;
+  return clampView({ k: v.k, tx: v.tx + mx, ty: v.ty + my }, img, stage, false, VIEW_PAD, true);
 }
 
 /** Screen px -> image pixel coordinates (not clamped). */

@@ -16,11 +16,12 @@ import json
 import os
 import shutil
 import zipfile
+from collections import Counter
 from dataclasses import dataclass, field
-from typing import IO, Any, Callable, Iterator
+from typing import IO, Any, Callable, Iterable, Iterator
 
 import numpy as np
-from django.db.models import Count, QuerySet
+from django.db.models import QuerySet
 from django.utils import timezone
 from PIL import Image as PILImage
 from PIL import ImageOps
@@ -69,18 +70,50 @@ def _annotations(project: Project, only_approved: bool) -> QuerySet[Annotation]:
     return qs
 
 
+def _base_name(image_id: int, file_name: str) -> str:
+    return os.path.basename(file_name) or f"image-{image_id}"
+
+
+def _with_id(image_id: int, base: str) -> str:
+    stem, ext = os.path.splitext(base)
+    return f"{stem}-{image_id}{ext}"
+
+
+def _collision_key(name: str) -> str:
+    """Names that would overwrite each other somewhere in an export: every format writes
+    ``<stem>.<ext>`` members per image (the photo, its JSON, its PNG), and zips unpack onto
+    case-insensitive file systems too, so the key is the case-folded stem."""
+    return os.path.splitext(name)[0].casefold()
+
+
+def unique_export_names(rows: Iterable[tuple[int, str]]) -> dict[int, str]:
+    """Member name in an export for each ``(image id, stored file_name)``: the base name
+    (exports are flat, folders of zip uploads are dropped) when no other image's name has
+    the same stem, ignoring case; otherwise ``<stem>-<image id><ext>`` (``same.jpg`` ->
+    ``same-21.jpg``, so ``photo.jpg``/``photo.png``, ``a/same.jpg``/``b/same.jpg`` and
+    ``A.jpg``/``a.jpg`` all get their own photo, JSON and PNG members). A renamed name
+    that meets another image's own name renames that one too, until every name is unique.
+    Deterministic: it depends only on the project's images, not on their order."""
+    bases = {image_id: _base_name(image_id, file_name) for image_id, file_name in rows}
+    count = Counter(_collision_key(b) for b in bases.values())
+    renamed = {i for i, b in bases.items() if count[_collision_key(b)] > 1}
+    while True:
+        taken = {_collision_key(_with_id(i, bases[i])) for i in renamed}
+        more = {i for i, b in bases.items() if i not in renamed and _collision_key(b) in taken}
+        if not more:
+            break
+        renamed |= more
+    return {i: _with_id(i, b) if i in renamed else b for i, b in bases.items()}
+
+
 def _export_names(project: Project) -> Callable[[int, str], str]:
-    """file_name in the export for (image id, stored name): names used twice in the project
-    get ``-<id>`` before the extension, so files in a zip and records stay one-to-one."""
-    dup = set(Image.objects.filter(project=project).values("file_name").annotate(n=Count("id"))
-              .filter(n__gt=1).values_list("file_name", flat=True))
+    """file_name in the export for (image id, stored name): see :func:`unique_export_names`;
+    files in a zip and records stay one-to-one."""
+    names = unique_export_names(Image.objects.filter(project=project).values_list("id", "file_name")
+                                .iterator(chunk_size=CHUNK))
 
     def name(image_id: int, file_name: str) -> str:
-        base = os.path.basename(file_name) or f"image-{image_id}"
-        if file_name in dup:
-            stem, ext = os.path.splitext(base)
-            return f"{stem}-{image_id}{ext}"
-        return base
+        return names.get(image_id) or _base_name(image_id, file_name)
 
     return name
 

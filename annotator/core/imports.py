@@ -74,8 +74,12 @@ def _exported_duplicate(name: str, by_id: dict[int, tuple[str, int, int]]) -> li
 
 
 def _match_images(project: Project, entries: list[Any], report: ImportReport) -> dict[Any, tuple[int, int, int]]:
-    """COCO image id -> (our image id, height, width), matched by file name (exact, then the
-    base name, since COCO ``file_name`` may carry a folder)."""
+    """COCO image id -> (our image id, height, width), matched by file name: first the name
+    our own export gives the image (``exports.unique_export_names``: ``<stem>-<image id><ext>``
+    where names collide), then the stored name, then the base name (COCO ``file_name`` may
+    carry a folder)."""
+    from .exports import unique_export_names
+
     by_name: dict[str, list[tuple[int, int, int]]] = {}
     by_base: dict[str, list[tuple[int, int, int]]] = {}
     by_id: dict[int, tuple[str, int, int]] = {}
@@ -83,6 +87,8 @@ def _match_images(project: Project, entries: list[Any], report: ImportReport) ->
         by_id[pk] = (name, h, w)
         by_name.setdefault(name, []).append((pk, h, w))
         by_base.setdefault(os.path.basename(name), []).append((pk, h, w))
+    by_export = {exported: [(pk, by_id[pk][1], by_id[pk][2])]
+                 for pk, exported in unique_export_names((pk, v[0]) for pk, v in by_id.items()).items()}
     matched: dict[Any, tuple[int, int, int]] = {}
     for entry in entries:
         if not isinstance(entry, dict) or not isinstance(entry.get("id"), (int, str)) \
@@ -92,7 +98,9 @@ def _match_images(project: Project, entries: list[Any], report: ImportReport) ->
                                             "reason": "an image needs an id (number or string) and a file_name"})
             continue
         name = entry["file_name"]
-        found = by_name.get(name) or by_base.get(os.path.basename(name)) or _exported_duplicate(name, by_id) or []
+        base = os.path.basename(name)
+        found = (by_export.get(name) or by_name.get(name) or by_export.get(base) or by_base.get(base)
+                 or _exported_duplicate(name, by_id) or [])
         if not found:
             report.unmatched_images.append({"id": entry["id"], "file_name": name,
                                             "reason": "no image of this name in the project"})

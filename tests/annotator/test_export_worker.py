@@ -49,3 +49,30 @@ def test_export_job_runs_in_the_worker_shows_progress_and_downloads(celery_worke
     assert api_client.get(url).status_code == 404
     assert api_client.get(body["download_url"]).status_code == 404
     json.loads(path.read_text())  # well-formed JSON as a whole, not only per record
+
+
+def test_worker_exports_of_colliding_file_names_keep_every_image(celery_worker_process, api_client, user):
+    """photo.jpg/photo.png, a/same.jpg/b/same.jpg (one zip), A.jpg/a.jpg through the API and the
+    worker in every zip format: unique member names, each image's masks under its own name."""
+    import io
+    import zipfile
+
+    from tests.annotator.test_export_names import _colliding_project, check_coco, check_png, check_sa1b
+
+    project, saved = _colliding_project(user)
+    for fmt, check in (("sa1b", check_sa1b), ("png", check_png), ("coco", check_coco)):
+        res = api_client.post(f"/api/projects/{project.pk}/exports/", {"format": fmt, "include_images": True},
+                              format="json")
+        assert res.status_code == 201, res.content
+        url = res["Location"]
+
+        def finished():
+            body = api_client.get(url).json()
+            assert body["status"] != "failed", body["error"]
+            return body if body["status"] == "done" else None
+
+        body = wait_for(finished, timeout=180, what=f"{fmt} export job")
+        download = api_client.get(body["download_url"])
+        assert download.status_code == 200
+        with zipfile.ZipFile(io.BytesIO(b"".join(download.streaming_content))) as zf:
+            check(zf, saved)

@@ -254,7 +254,12 @@ if _bool("DJANGO_BEHIND_TLS_PROXY", False):  # the proxy sets X-Forwarded-Proto
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"refusals_without_traceback": {"()": "annotator.core.logfilters.RefusalsWithoutTraceback"}},
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"axes": {"level": "WARNING"}},  # lockouts and repeated failures, not every login
+    "loggers": {
+        "axes": {"level": "WARNING"},  # lockouts and repeated failures, not every login
+        # A 403 is logged on one line, without the stack (the record is shared by every handler).
+        "django.request": {"filters": ["refusals_without_traceback"]},
+    },
 }

@@ -57,6 +57,21 @@ ROLE_ACTIONS: dict[str, frozenset[Action]] = {
 }
 
 
+# How an action reads in a refusal: "Your role (reviewer) may not see the dashboard ...".
+ACTION_PHRASES: dict[str, str] = {
+    A.VIEW: "open", A.ANNOTATE: "annotate images", A.REVIEW: "review images",
+    A.SETTINGS: "change the settings", A.MEMBERS: "manage the members", A.ASSIGN: "assign images",
+    A.DASHBOARD: "see the dashboard", A.EXPORT: "export", A.IMPORT: "import",
+    A.MODEL: "change the model", A.ADMINISTER: "administer",
+}
+
+
+def refusal(role: str | None, action: str) -> str:
+    """The words of a refusal: ``Your role (<role>) may not <what the action does> in this
+    project.`` (an action missing from ACTION_PHRASES is used as it is)."""
+    return f"Your role ({role or 'none'}) may not {ACTION_PHRASES.get(action, action)} in this project."
+
+
 def roles_for(action: Action) -> frozenset[str]:
     """The roles whose row of the table allows ``action``."""
     return frozenset(role for role, actions in ROLE_ACTIONS.items() if action in actions)
@@ -102,7 +117,7 @@ def require(*, user, project: Project | int, action: Action) -> None:
     project_id = project if isinstance(project, int) else project.pk
     role = project_role(user=user, project_id=project_id)
     if role is None or action not in ROLE_ACTIONS.get(role, frozenset()):
-        raise NotAllowed(f"Your role ({role or 'none'}) may not {action} in this project.")
+        raise NotAllowed(refusal(role, action))
 
 
 def require_role(*, user, project: Project | int, roles: frozenset[str], action: str) -> None:
@@ -114,4 +129,4 @@ def require_role(*, user, project: Project | int, roles: frozenset[str], action:
     project_id = project if isinstance(project, int) else project.pk
     role = project_role(user=user, project_id=project_id)
     if role not in roles:
-        raise NotAllowed(f"Your role ({role or 'none'}) may not {action} in this project.")
+        raise NotAllowed(refusal(role, action))

@@ -9,7 +9,7 @@ from django.shortcuts import redirect, render
 
 from . import selectors, stats, workflow
 from .models import Image, ImageReview
-from .permissions import Action, NotAllowed, can, project_role
+from .permissions import Action, NotAllowed, can, project_role, refusal
 from .services import ValidationError
 
 
@@ -187,7 +187,7 @@ def annotate(request, project_id: int):
 
 def _require_page(request, project, action: Action) -> None:
     if not can(user=request.user, project=project, action=action):
-        raise PermissionDenied(f"Your role may not {action} in this project.")
+        raise PermissionDenied(refusal(project_role(user=request.user, project_id=project.pk), action))
 
 
 # Column headings of the dashboard tables (stats.COLUMNS order).

@@ -177,3 +177,20 @@ def test_pages_carry_an_inline_icon_so_browsers_do_not_ask_for_a_missing_favicon
     """Without a <link rel="icon">, every page load asks /favicon.ico: a 404 in the console."""
     body = _page_client(user).get("/").content.decode()
     assert '<link rel="icon" href="data:image/svg+xml,' in body
+
+
+def test_a_refused_page_says_why_in_words_and_links_back(team, caplog):
+    """A 403 page names the role and what it may not do (not "may not dashboard") and links
+    back to the projects; the log keeps one line for it, without a traceback."""
+    project, members = team
+    with caplog.at_level("WARNING", logger="django.request"):
+        res = _page_client(members["reviewer"]).get(f"/projects/{project.pk}/dashboard/")
+    assert res.status_code == 403
+    html = res.content.decode()
+    assert 'id="forbidden-reason"' in html
+    assert "Your role (reviewer) may not see the dashboard in this project." in html
+    assert '<a href="/">' in html
+    refused = [r for r in caplog.records if r.name == "django.request" and getattr(r, "status_code", None) == 403]
+    assert refused and all(r.exc_info is None for r in refused)
+    res = _page_client(members["annotator"]).get(f"/projects/{project.pk}/upload/")
+    assert "Your role (annotator) may not " in res.content.decode()

@@ -120,20 +120,35 @@ def _match_images(project: Project, entries: list[Any], report: ImportReport) ->
     return matched
 
 
-def _map_categories(project: Project, entries: list[Any], report: ImportReport) -> dict[Any, int]:
-    """COCO category id -> our category id, by name; missing names are created."""
-    ours = {c.name: c.pk for c in Category.objects.filter(project=project)}
-    mapping: dict[Any, int] = {}
-    for entry in entries:
-        if not isinstance(entry, dict) or "id" not in entry:
-            continue
-        name = str(entry.get("name") or "").strip()[:100] or f"category {entry['id']}"
-        if name not in ours:
-            ours[name] = Category.objects.create(project=project, name=name,
-                                                 color=PALETTE[len(ours) % len(PALETTE)]).pk
-            report.categories_created.append(name)
-        mapping[entry["id"]] = ours[name]
-    return mapping
+class _Categories:
+    """COCO category id -> our category id, by name. A name the project lacks is created only
+    when the first annotation that uses it is imported (:meth:`pk`), so a category whose
+    annotations are all skipped leaves no unused label behind."""
+
+    def __init__(self, project: Project, entries: list[Any], report: ImportReport) -> None:
+        self.project, self.report = project, report
+        self.ours = {c.name: c.pk for c in Category.objects.filter(project=project)}
+        self.names: dict[Any, str] = {}
+        for entry in entries:
+            if not isinstance(entry, dict) or "id" not in entry:
+                continue
+            try:
+                self.names[entry["id"]] = str(entry.get("name") or "").strip()[:100] or f"category {entry['id']}"
+            except TypeError:  # an unhashable id: no annotation can refer to it
+                continue
+
+    def known(self, coco_id: Any) -> bool:
+        """Whether the file's categories have this id."""
+        return _get(self.names, coco_id) is not None
+
+    def pk(self, coco_id: Any) -> int:
+        """Our category id for a known COCO category id, created now if the project lacks it."""
+        name = self.names[coco_id]
+        if name not in self.ours:
+            self.ours[name] = Category.objects.create(project=self.project, name=name,
+                                                      color=PALETTE[len(self.ours) % len(PALETTE)]).pk
+            self.report.categories_created.append(name)
+        return self.ours[name]
 
 
 MODES = ("annotations", "proposals")
@@ -259,7 +274,7 @@ def _import(*, project: Project, user, images: list[Any], categories: list[Any],
     with transaction.atomic():
         images = _match_images(project, images, report)
         unmatched_ids = {u["id"]: True for u in report.unmatched_images if isinstance(u["id"], (int, str))}
-        cat_map = _map_categories(project, categories, report)
+        cat_map = _Categories(project, categories, report)
         seen: dict[tuple[int, str], Any] = {}
         for pk, image_id, counts in Annotation.objects.filter(
                 image_id__in=[v[0] for v in images.values()]).values_list("id", "image_id", "rle__counts"):
@@ -290,12 +305,10 @@ def _import(*, project: Project, user, images: list[Any], categories: list[Any],
             if mode == "proposals" and ann.get("iscrowd"):
                 skip("a crowd region (iscrowd 1) is not imported as a proposal")
                 continue
-            category = None
-            if "category_id" in ann and ann["category_id"] is not None and categories:
-                category = _get(cat_map, ann["category_id"])
-                if category is None:
-                    skip(f"category_id {ann['category_id']!r} is not in the file's categories")
-                    continue
+            has_category = "category_id" in ann and ann["category_id"] is not None and bool(categories)
+            if has_category and not cat_map.known(ann["category_id"]):
+                skip(f"category_id {ann['category_id']!r} is not in the file's categories")
+                continue
             segmentation = ann.get("segmentation")
             if segmentation in (None, [], {}):
                 skip("no segmentation (a box alone is not a mask)")
@@ -323,6 +336,7 @@ def _import(*, project: Project, user, images: list[Any], categories: list[Any],
                     isinstance(stored_bbox, list) and [float(v) for v in stored_bbox if isinstance(v, (int, float))] != bbox):
                 report.area_bbox_corrected += 1
             predicted_iou = _number(ann.get("predicted_iou"))
+            category = cat_map.pk(ann["category_id"]) if has_category else None  # imported: create it now
             if mode == "proposals":
                 points = ann.get("point_coords")
                 points_ok = isinstance(points, list) and all(

@@ -156,7 +156,8 @@ def test_mmdet_stored_area_and_bbox_are_recomputed_and_crowd_kept(api_client, us
     exported = json.loads(_export(project, user).file.open("rb").read())
     crowd_out = [a for a in exported["annotations"] if a["iscrowd"] == 1]
     assert len(crowd_out) == 1 and crowd_out[0]["area"] == 3386
-    assert sorted(c["name"] for c in exported["categories"]) == ["car", "person", "traffic light", "tv"]
+    # 'person' is in the file's categories but no annotation uses it: no label is made for it
+    assert sorted(c["name"] for c in exported["categories"]) == ["car", "traffic light", "tv"]
     assert sum(a["iscrowd"] == 0 for a in exported["annotations"]) == 2
 
 
@@ -358,6 +359,34 @@ def test_only_approved_export_and_who_may_review(api_client, user):
 
 
 # ---------------------------------------------------------------- malformed input
+
+
+def test_a_category_is_created_only_when_an_annotation_using_it_is_imported(api_client, user):
+    """'zebra' is used only by annotations that are skipped (an unmatched image, the same mask
+    twice, a malformed mask) and 'ghost' by none: neither becomes a label; 'thing' does."""
+    from annotator.core.models import Category
+
+    project = services.project_create(name="P", user=user, categories=["object"])
+    services.images_upload(project=project, files=[("a.jpg", _blank(10, 8))], user=user)
+    good = mask_to_rle(np.pad(np.ones((2, 2), np.uint8), ((1, 5), (1, 7))))
+    source = {
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 10, "height": 8},
+                   {"id": 2, "file_name": "missing.jpg", "width": 10, "height": 8}],
+        "categories": [{"id": 7, "name": "thing"}, {"id": 8, "name": "zebra"}, {"id": 9, "name": "ghost"},
+                       {"id": 10, "name": "object"}],
+        "annotations": [
+            {"id": 1, "image_id": 2, "category_id": 8, "segmentation": good},
+            {"id": 2, "image_id": 1, "category_id": 7, "segmentation": good},
+            {"id": 3, "image_id": 1, "category_id": 8, "segmentation": good},
+            {"id": 4, "image_id": 1, "category_id": 8, "segmentation": [[1, 1, 2, 2, 3]]},
+        ],
+    }
+    report = _post_import(api_client, project.pk, source).json()
+    assert report["imported"] == 1 and [s["id"] for s in report["skipped"]] == [1, 3, 4]
+    assert report["categories_created"] == ["thing"]
+    assert sorted(Category.objects.filter(project=project).values_list("name", flat=True)) == ["object", "thing"]
+    (ann,) = Annotation.objects.filter(image__project=project)
+    assert ann.category.name == "thing"
 
 
 def test_malformed_annotations_are_skipped_one_by_one_with_reasons(api_client, user):

@@ -14,6 +14,9 @@ import { newClientKey } from './lib/outbox';
 import type { AnnotateState, Store, WorkState } from './store';
 
 const HEARTBEAT_MS = 60_000;
+/** While someone else holds the open image, ask again this often: the page takes the image
+ * as soon as they leave it (or their lease lapses) instead of until a reload (QA pass). */
+export const WAIT_FOR_LEASE_MS = 15_000;
 const WORKABLE = new Set(['new', 'in_progress', 'rejected']);
 
 /** The page's role (the template's) and the project's actions (the API's) both allow it. */
@@ -81,6 +84,7 @@ export class WorkSession {
   /** The image whose lease this page holds, if any. */
   private held: number | null = null;
   private heartbeat: ReturnType<typeof setInterval> | null = null;
+  private waiting: ReturnType<typeof setTimeout> | null = null;
 
   /**
    * @param pendingSaves the saves still in the outbox (the lease of an image with one is
@@ -184,9 +188,36 @@ export class WorkSession {
       if (isLeaseElsewhere(e)) this.setWork({ lease: 'elsewhere', holder: null, until: null, note: null });
       // A refused take-over (no longer a manager, the image gone…): still theirs, and why.
       else if (takeover && !lease) this.setWork({ note: e instanceof ApiError ? e.message : String(e) });
-      else if (lease) this.setWork({ lease: 'other', holder: lease.holder, until: lease.expires_at, note: null });
-      else this.setWork({ lease: 'none', note: e instanceof ApiError ? e.message : String(e) });
+      else if (lease) {
+        this.setWork({ lease: 'other', holder: lease.holder, until: lease.expires_at, note: null });
+        this.waitForLease(imageId);
+      } else this.setWork({ lease: 'none', note: e instanceof ApiError ? e.message : String(e) });
     }
+  }
+
+  /**
+   * Someone else holds `imageId`: ask for it again in WAIT_FOR_LEASE_MS (and again while they
+   * still hold it), and once it is free take it and start the heartbeat, as opening it would.
+   * Stops when another image is opened, the page takes the lease another way, or the state is
+   * no longer "someone else holds it".
+   */
+  private waitForLease(imageId: number): void {
+    this.stopWaiting();
+    this.waiting = setTimeout(() => {
+      this.waiting = null;
+      const s = this.store.get();
+      if (s.image?.id !== imageId || this.held !== null || s.work.lease !== 'other') return;
+      void this.take(imageId, false).then(() => {
+        if (this.held === imageId && this.heartbeat === null) {
+          this.heartbeat = setInterval(() => void this.take(imageId, true), HEARTBEAT_MS);
+        }
+      });
+    }, WAIT_FOR_LEASE_MS);
+  }
+
+  private stopWaiting(): void {
+    if (this.waiting !== null) clearTimeout(this.waiting);
+    this.waiting = null;
   }
 
   /**
@@ -201,12 +232,14 @@ export class WorkSession {
     if (this.held === imageId) this.held = null;
     this.stopHeartbeat();
     this.setWork({ lease: 'other', holder: lease.holder, until: lease.expires_at, note: null });
+    this.waitForLease(imageId);
     return true;
   }
 
   private stopHeartbeat(): void {
     if (this.heartbeat !== null) clearInterval(this.heartbeat);
     this.heartbeat = null;
+    this.stopWaiting();
   }
 
   /** "Done": the image goes to review; resolves to the next image of the queue (null: empty). */

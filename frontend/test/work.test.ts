@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ApiError } from '../src/api';
 import { initialState, Store } from '../src/store';
-import { mayRelease, mayTakeOver, shownStatus, takeOverQuestion, WorkSession } from '../src/work';
+import { mayRelease, mayTakeOver, shownStatus, takeOverQuestion, WAIT_FOR_LEASE_MS, WorkSession } from '../src/work';
 
 // Found by the QA pass: the work bar said "Image new · yours until …" for an image the
 // server had moved to in_progress (the lease does that), and still "yours" after a manager
@@ -220,5 +220,49 @@ describe('"Take over" (a manager or admin, while someone else holds the lease)',
     await new WorkSession(store).takeOver();
     expect(store.get().work).toMatchObject({ lease: 'other', holder: 'alice' });
     expect(store.get().work.note).toContain('only a manager');
+  });
+});
+
+describe('someone else holds the open image: the page takes it once they leave (QA pass)', () => {
+  afterEach(() => { vi.unstubAllGlobals(); vi.useRealTimers(); });
+
+  const mine = { image: 12, holder: 'demo', expires_at: '2026-12-01T18:10:00Z', lease_seconds: 600 };
+  const held = { detail: 'annotator is working on this image (lease until 18:05:00 UTC).', lease: { holder: 'annotator', expires_at: '2026-12-01T18:05:00Z' } };
+
+  async function waiting(free: () => boolean) {
+    vi.useFakeTimers();
+    vi.stubGlobal('window', { addEventListener: () => undefined });
+    vi.stubGlobal('document', { addEventListener: () => undefined, visibilityState: 'visible', cookie: '' });
+    const asked: (boolean | undefined)[] = [];
+    vi.stubGlobal('fetch', async (_url: string, init: RequestInit) => {
+      const body = init.body ? JSON.parse(String(init.body)) : null;
+      asked.push(body?.renew);
+      return free() ? Response.json(mine) : Response.json(held, { status: 409 });
+    });
+    const store = new Store({ ...initialState, project: { id: 3, actions: ['annotate'] } as never, image: { id: 12, status: 'in_progress' } as never });
+    const work = new WorkSession(store);
+    await work.enter({ id: 12, status: 'in_progress' } as never);
+    return { store, work, asked };
+  }
+
+  it('asks again every WAIT_FOR_LEASE_MS while they hold it, then holds it and renews', async () => {
+    let free = false;
+    const { store, asked } = await waiting(() => free);
+    expect(store.get().work).toMatchObject({ lease: 'other', holder: 'annotator' });
+    await vi.advanceTimersByTimeAsync(WAIT_FOR_LEASE_MS);
+    expect(asked).toEqual([false, false]);  // still theirs: asked once more
+    expect(store.get().work.lease).toBe('other');
+    free = true;  // they closed their tab
+    await vi.advanceTimersByTimeAsync(WAIT_FOR_LEASE_MS);
+    expect(store.get().work).toMatchObject({ lease: 'mine', holder: 'demo' });
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(asked.at(-1)).toBe(true);  // the heartbeat runs now
+  });
+
+  it('stops asking once another image is open', async () => {
+    const { store, asked } = await waiting(() => false);
+    store.set(() => ({ image: { id: 13, status: 'new' } as never }));
+    await vi.advanceTimersByTimeAsync(3 * WAIT_FOR_LEASE_MS);
+    expect(asked).toEqual([false]);
   });
 });

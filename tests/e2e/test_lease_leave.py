@@ -235,3 +235,36 @@ def test_two_tabs_of_one_user_hold_the_image_one_at_a_time_and_say_so(app_server
             _wait_holder(first.pk, None)
         finally:
             browser.close()
+
+
+def test_a_page_waiting_on_someone_elses_image_takes_it_once_they_close_their_tab(app_server):
+    """QA pass: the second annotator's page said "<first> is working on it" until a reload,
+    long after the first had closed their tab. It asks again every WAIT_FOR_LEASE_MS (15 s)."""
+    from playwright.sync_api import sync_playwright
+
+    _built()
+    first_user, project, (image, _) = _setup("e2e-first")
+    second_user = UserFactory(username="e2e-second")
+    _db(lambda: services.project_add_member(project=project, user=second_user, role=Membership.Role.ANNOTATOR))
+    with sync_playwright() as pw:
+        browser = _launch(pw)
+        try:
+            one = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
+            _login(one, app_server, first_user.username)
+            _open(one, app_server, project, image)
+            two = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
+            _login(two, app_server, second_user.username)
+            two.goto(f"{app_server}/projects/{project.pk}/annotate/?image={image.pk}")
+            _wait_ready(two)
+            two.wait_for_function("document.getElementById('work-bar').dataset.lease === 'other'", timeout=30_000)
+            assert "e2e-first is working on it" in two.locator("#work-bar").inner_text()
+
+            one.close(run_before_unload=True)
+            _wait_holder(image.pk, None)
+            # No reload: within one wait period the page holds the image and says so.
+            two.wait_for_function("document.getElementById('work-bar').dataset.lease === 'mine'", timeout=25_000)
+            assert _holder(image.pk) == second_user.username
+            assert "working on it" not in two.locator("#work-bar").inner_text()
+            two.screenshot(path=str(ARTIFACTS / "lease_waiting_taken.png"))
+        finally:
+            browser.close()

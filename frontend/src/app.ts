@@ -44,6 +44,7 @@ import {
   type SendOutcome,
 } from './lib/outbox';
 import { LruCache } from './lib/lru';
+import { deletedLabel, selectionAfterReload } from './lib/labels';
 import { navigationTarget, NavHistory } from './lib/history';
 import { QuietQueue } from './lib/quiet';
 import { openRetryDelay, openRetryText } from './lib/retry';
@@ -1102,6 +1103,7 @@ export class AnnotateApp {
         const key = newClientKey();
         const outcome = await this.outbox!.submit({ key, projectId: image.project, imageId: image.id, body });
         if (outcome.kind !== 'stored') {
+          if (outcome.kind === 'rejected' && await this.labelDeleted(key, body.category, stillShown)) return;
           const shown = stillShown();
           if (shown) this.active.reset();
           this.store.set({
@@ -1135,6 +1137,23 @@ export class AnnotateApp {
     } finally {
       if (this.store.get().saving) this.store.set({ saving: false });
     }
+  }
+
+  /** A save refused because its label was deleted meanwhile (an admin in Settings): reloads
+   * the project's labels (the picker drops it), takes the refused save out of the outbox and
+   * keeps the mask as the current one, so another label and Enter save it (lib/labels.ts).
+   * False when the label still exists or the mask is no longer the current one. */
+  private async labelDeleted(key: string, category: number | null, stillShown: () => boolean): Promise<boolean> {
+    if (category === null) return false;
+    const before = this.store.get().project?.categories ?? [];
+    const project = await getProject(this.config.projectId).catch(() => null);
+    if (!project) return false;
+    this.store.set((s) => ({ project, categoryId: selectionAfterReload(s.categoryId, project.categories) }));
+    const gone = deletedLabel(category, before, project.categories);
+    if (!gone || !stillShown()) return false;
+    await this.outbox?.discard(key);
+    this.store.set({ saving: false, message: { kind: 'error', text: gone.message } });
+    return true;
   }
 
   private async removeAnnotation(id: number): Promise<void> {

@@ -233,7 +233,8 @@ export class Panel {
   }
 
   private renderCategorySelection(s: AnnotateState): void {
-    if (s.categoryId !== null) this.categorySelect.value = String(s.categoryId);
+    // No label selected (e.g. the selected one was deleted): the select shows none, so picking any fires a change.
+    this.categorySelect.value = s.categoryId !== null ? String(s.categoryId) : '';
     for (const li of this.categoryList.children) {
       li.classList.toggle('selected', (li as HTMLElement).dataset['categoryId'] === String(s.categoryId));
     }

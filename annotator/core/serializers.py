@@ -113,10 +113,21 @@ class RLEField(serializers.JSONField):
     """COCO RLE object; checked in the service against the image size."""
 
 
+class BrushInput(serializers.Serializer):
+    """Hand edits of a mask with the brush / eraser on the annotate page (docs/api.md)."""
+
+    strokes = serializers.IntegerField(min_value=0, max_value=MAX_ID, required=False, default=0)
+    painted = serializers.IntegerField(min_value=0, max_value=MAX_ID, required=False, default=0,
+                                       help_text="pixels painted into the mask")
+    erased = serializers.IntegerField(min_value=0, max_value=MAX_ID, required=False, default=0,
+                                      help_text="pixels erased from it")
+
+
 class PromptsInput(serializers.Serializer):
     point_coords = serializers.ListField(child=serializers.ListField(child=serializers.FloatField(), min_length=2, max_length=2), required=False, default=list, max_length=500)
     point_labels = serializers.ListField(child=serializers.IntegerField(min_value=0, max_value=1), required=False, default=list, max_length=500)
     box = serializers.ListField(child=serializers.FloatField(), min_length=4, max_length=4, required=False, allow_null=True, default=None)
+    brush = BrushInput(required=False, help_text="present when the mask was edited by hand (brush / eraser)")
 
 
 class AnnotationCreateInput(serializers.Serializer):

@@ -564,7 +564,10 @@ def image_mark_embedding_failed(*, image_id: int, reason: str) -> None:
 # ---------------------------------------------------------------- annotations
 
 def _clean_prompts(prompts: Any, width: int, height: int) -> tuple[dict[str, Any], dict[str, int]]:
-    """Validate prompts (pixels of the displayed image) and count clicks by kind."""
+    """Validate prompts (pixels of the displayed image) and count clicks by kind.
+
+    An optional ``brush`` object records hand edits of the mask (docs/api.md): it is kept as
+    ``{"strokes", "painted", "erased"}`` (missing counts are 0)."""
     if prompts in (None, {}):
         return {}, {"positive": 0, "negative": 0, "boxes": 0}
     if not isinstance(prompts, dict):
@@ -590,11 +593,23 @@ def _clean_prompts(prompts: Any, width: int, height: int) -> tuple[dict[str, Any
             errors.append("box must be [x0, y0, x1, y1].")
         elif not (0 <= box[0] <= box[2] <= width and 0 <= box[1] <= box[3] <= height):
             errors.append(f"box {box} is outside the {width}x{height} image or inverted.")
+    brush = prompts.get("brush")
+    if brush is not None:
+        # Hand edits with the brush / eraser: how many strokes, pixels painted in and erased.
+        if not isinstance(brush, dict) or set(brush) - {"strokes", "painted", "erased"} or not all(
+                isinstance(brush.get(k, 0), int) and not isinstance(brush.get(k, 0), bool) and brush.get(k, 0) >= 0
+                for k in ("strokes", "painted", "erased")):
+            errors.append('brush must be {"strokes", "painted", "erased"}: counts (integers >= 0).')
+        else:
+            brush = {k: brush.get(k, 0) for k in ("strokes", "painted", "erased")}
     if errors:
         raise ValidationError({"prompts": errors})
     counts = {"positive": sum(1 for v in labels if v == 1), "negative": sum(1 for v in labels if v == 0),
               "boxes": 1 if box is not None else 0}
-    return {"point_coords": coords, "point_labels": labels, "box": box}, counts
+    cleaned = {"point_coords": coords, "point_labels": labels, "box": box}
+    if brush is not None:
+        cleaned["brush"] = brush
+    return cleaned, counts
 
 
 def _clean_mask(segmentation: Any, image: Image) -> tuple[dict[str, Any], list[float], int]:

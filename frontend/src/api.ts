@@ -92,6 +92,25 @@ export interface PromptsPayload {
   point_coords: [number, number][];
   point_labels: number[];
   box: Box | null;
+  /** Present when the mask was edited by hand with the brush / eraser (docs/api.md). */
+  brush?: BrushRecord;
+}
+
+/** How a mask was edited by hand: strokes made, pixels painted in and erased (summed over
+ * the edits of the annotation). */
+export interface BrushRecord {
+  strokes: number;
+  painted: number;
+  erased: number;
+}
+
+/** `PATCH /api/annotations/<id>/`: `version` is the one the edit started from. */
+export interface AnnotationUpdate {
+  version: number;
+  segmentation?: CocoRle;
+  category?: number | null;
+  prompts?: PromptsPayload;
+  active_ms?: number;
 }
 
 export interface AnnotationCreate {
@@ -266,6 +285,10 @@ export const listAnnotations = (imageId: number): Promise<Annotation[]> => json(
 /** @param timeoutMs no answer by then: the request is aborted (ApiError status 0, "no answer"). */
 export const createAnnotation = (imageId: number, body: AnnotationCreate, timeoutMs?: number): Promise<Annotation> =>
   json(`images/${imageId}/annotations/`, { ...jsonBody('POST', body), ...(timeoutMs ? { signal: AbortSignal.timeout(timeoutMs) } : {}) });
+/** Edit a saved annotation; 409 (ApiError, body `{detail, current}`) when someone changed it
+ * since `body.version`. */
+export const updateAnnotation = (annotationId: number, body: AnnotationUpdate): Promise<Annotation> =>
+  json(`annotations/${annotationId}/`, jsonBody('PATCH', body));
 export const deleteAnnotation = (annotationId: number): Promise<null> =>
   json(`annotations/${annotationId}/`, { method: 'DELETE' });
 

@@ -22,6 +22,7 @@ import {
   listProposals,
   rejectProposal,
   setApiRoot,
+  updateAnnotation,
   type Annotation,
   type AnnotationCreate,
   type ImageInfo,
@@ -31,6 +32,7 @@ import { CanvasView } from './canvas';
 import { DecoderBridge, SupersededError } from './decoder/bridge';
 import { ServerDecoder } from './decoder/server';
 import { commandAllowed, FULL_ACCESS, isReadOnly, keyCommand, readOnlyText, type Access } from './lib/access';
+import { applyStroke, buildLayer, layerCounts, nextRadius, undoTarget, type StrokeMode } from './lib/brush';
 import { buildFeeds, lowResCandidate } from './lib/feeds';
 import { defaultCandidate, normalizeBox, promptsPayload, type Prompts } from './lib/prompts';
 import { bestMatchingCandidate, focusAfterRemoval, moveFocus, tabLeavesProposals, THRESHOLD_REFUSED } from './lib/proposals';
@@ -50,8 +52,8 @@ import { QuietQueue } from './lib/quiet';
 import { openRetryDelay, openRetryText } from './lib/retry';
 import { decodeRle, encodeRle, type CocoRle } from './lib/rle';
 import {
-  chosenMask,
   currentPrompts,
+  finalMask,
   currentStep,
   focusedProposal,
   isReady,
@@ -59,9 +61,13 @@ import {
   shownStep,
   Store,
   type ProposalMask,
+  type EditLayer,
   type SavedMask,
   type Step,
 } from './store';
+
+/** No hand edits and no saved mask being edited (a new image, a cleared or saved mask). */
+const NO_EDIT = { edit: null, editingAnnotation: null } as const;
 import './work.css';
 import { Panel } from './ui';
 import { ActiveTimer } from './lib/activity';
@@ -199,7 +205,7 @@ export class AnnotateApp {
     window.__samDebug = {
       currentMaskRle: () => {
         const s = this.store.get();
-        const m = chosenMask(s);
+        const m = finalMask(s);
         return m && s.image ? encodeRle(m.mask, s.image.height, s.image.width) : null;
       },
       prompts: () => shownStep(this.store.get())?.prompts ?? { points: [], box: null },
@@ -225,6 +231,8 @@ export class AnnotateApp {
       setThreshold: (t) => this.store.set((s) => ({ prefillThreshold: t, ...(s.message?.text.startsWith(THRESHOLD_REFUSED) ? { message: null } : {}) })),
       thresholdRefused: (text) => this.store.set({ message: { kind: 'error', text: `${text} Kept ${this.store.get().prefillThreshold}.` } }),
       toggleShade: () => this.store.set((s) => ({ shadeUncovered: !s.shadeUncovered })),
+      toggleBrush: () => this.toggleBrush(),
+      editAnnotation: (id) => this.editAnnotation(id),
     }, { readOnly });
     const body = document.createElement('div');
     body.className = 'body';
@@ -234,6 +242,7 @@ export class AnnotateApp {
     this.view = new CanvasView(body, this.store, {
       onClick: (x, y, negative, ts) => this.addPoint(x, y, negative, ts),
       onDrag: (x0, y0, x1, y1, done, ts) => this.dragBox(x0, y0, x1, y1, done, ts),
+      onStroke: (phase, x, y, mode, radius) => this.stroke(phase, x, y, mode, radius),
     });
     body.append(panel.side);
     document.addEventListener('keydown', (ev) => this.onKey(ev));
@@ -342,7 +351,7 @@ export class AnnotateApp {
       this.store.set({
         steps: [], dragBox: null, embedding: { phase: this.readOnly ? 'idle' : 'loading', detail: '' }, imageError: null,
         message: attempt ? { kind: 'info', text: `Opening image ${imageId} again (attempt ${attempt + 1})…` } : null,
-        proposals: [], focusedProposal: null, editingProposal: null, proposalsStatus: 'loading',
+        proposals: [], focusedProposal: null, editingProposal: null, proposalsStatus: 'loading', ...NO_EDIT,
       });
       try {
         info = await getImage(imageId);
@@ -405,7 +414,7 @@ export class AnnotateApp {
     this.store.set({
       image: info, picture, saved: [], steps: [], dragBox: null, imageError: null, message: null,
       embedding: { phase: this.readOnly ? 'idle' : inWorker ? 'ready' : 'loading', detail: '' },
-      proposals: [], focusedProposal: null, editingProposal: null, proposalsStatus: 'loading',
+      proposals: [], focusedProposal: null, editingProposal: null, proposalsStatus: 'loading', ...NO_EDIT,
     });
     void this.showAnnotations(info, annotationsP, stale);
     void this.loadProposals(info, stale, proposalsP);
@@ -435,7 +444,7 @@ export class AnnotateApp {
     this.store.set({
       image: null, picture: null, saved: [], steps: [], dragBox: null, embedding: { phase: 'idle', detail: '' },
       imageError: text, message: { kind: 'error', text, link },
-      proposals: [], focusedProposal: null, editingProposal: null, proposalsStatus: 'none',
+      proposals: [], focusedProposal: null, editingProposal: null, proposalsStatus: 'none', ...NO_EDIT,
     });
   }
 
@@ -647,7 +656,7 @@ export class AnnotateApp {
     const s = this.store.get();
     const image = s.image;
     if (!image || s.work.finishing || !this.mayWrite()) return;
-    if ((chosenMask(s)?.area ?? 0) > 0) {
+    if ((finalMask(s)?.area ?? 0) > 0 && (s.steps.length || s.edit)) {
       this.store.set({ message: { kind: 'error', text: 'This mask is not saved: save it (Enter) or clear it (Esc) first.' } });
       return;
     }
@@ -768,6 +777,7 @@ export class AnnotateApp {
       focusedProposal: s.focusedProposal === id ? focusAfterRemoval(s.proposals.map((p) => p.proposal.id), id) : s.focusedProposal,
       editingProposal: s.editingProposal === id ? null : s.editingProposal,
       steps: s.editingProposal === id ? [] : s.steps,
+      ...(s.editingProposal === id ? { ...NO_EDIT, brushOn: false } : {}),
       saved: annotation && s.image?.id === annotation.image ? [...s.saved, toSaved(annotation)] : s.saved,
       message: { kind: 'info', text },
     }));
@@ -895,7 +905,7 @@ export class AnnotateApp {
     if (!this.checkReady()) return;
     const [x, y] = p.proposal.point_coords[0] ?? [p.proposal.bbox[0] + p.proposal.bbox[2] / 2, p.proposal.bbox[1] + p.proposal.bbox[3] / 2];
     this.active.reset();
-    this.store.set({ steps: [], editingProposal: p.proposal.id, message: { kind: 'info', text: `Editing proposal #${p.proposal.id}: click to add or remove parts, Enter saves.` } });
+    this.store.set({ steps: [], ...NO_EDIT, editingProposal: p.proposal.id, message: { kind: 'info', text: `Editing proposal #${p.proposal.id}: click to add or remove parts, Enter saves.` } });
     this.pushStep({ points: [{ x, y, label: 1 }], box: null }, false, null, p.mask);
   }
 
@@ -904,6 +914,10 @@ export class AnnotateApp {
   private addPoint(x: number, y: number, negative: boolean, timeStamp: number): void {
     if (!this.mayWrite()) {
       this.sayReadOnly();
+      return;
+    }
+    if (this.store.get().editingAnnotation) {
+      this.sayEditingSaved();
       return;
     }
     if (!this.checkReady()) return;
@@ -923,6 +937,10 @@ export class AnnotateApp {
       return;
     }
     this.store.set({ dragBox: null });
+    if (this.store.get().editingAnnotation) {
+      this.sayEditingSaved();
+      return;
+    }
     const box = normalizeBox(x0, y0, x1, y1);
     if (box[2] - box[0] < 2 || box[3] - box[1] < 2 || !this.checkReady()) return;
     this.pushStep({ points: currentPrompts(this.store.get()).points, box }, false, timeStamp);
@@ -1026,6 +1044,16 @@ export class AnnotateApp {
   private undo(): void {
     if (!this.mayWrite()) return;
     const s = this.store.get();
+    // Prompts and brush strokes are taken back in the order they were made.
+    const target = undoTarget(s.edit?.strokes ?? [], s.steps.length);
+    if (target === 'stroke' && s.edit && s.image) {
+      const strokes = s.edit.strokes.slice(0, -1);
+      this.store.set({
+        edit: strokes.length ? { strokes, layer: buildLayer(strokes, s.image.width, s.image.height), active: null } : null,
+        message: null,
+      });
+      return;
+    }
     if (!s.steps.length) return;
     const steps = s.steps.slice(0, -1);
     this.store.set({ steps, message: null });
@@ -1040,7 +1068,129 @@ export class AnnotateApp {
   private clear(): void {
     if (!this.mayWrite()) return;
     this.active.reset();
-    this.store.set({ steps: [], dragBox: null, message: null, editingProposal: null });
+    this.store.set({ steps: [], dragBox: null, message: null, editingProposal: null, ...NO_EDIT, brushOn: false });
+  }
+
+  // Brush and eraser (lib/brush.ts) ---------------------------------------------
+
+  /** B: left drags paint into the current mask, right / Shift drags erase; B again goes back
+   * to prompts (the hand edits stay on top of whatever the next clicks make). */
+  private toggleBrush(): void {
+    if (!this.mayWrite()) return;
+    const s = this.store.get();
+    if (!s.brushOn && !s.steps.length && !s.editingAnnotation) {
+      this.store.set({ message: { kind: 'info', text: 'The brush edits a mask: click the object first, or pick a saved mask to edit (✎ in the list).' } });
+      return;
+    }
+    this.store.set({
+      brushOn: !s.brushOn,
+      message: { kind: 'info', text: s.brushOn ? 'Brush off: clicks make prompts again (the hand edits stay).'
+        : 'Brush: drag paints, right-drag or Shift+drag erases, [ / ] change the size, B ends it.' },
+    });
+  }
+
+  private changeBrushRadius(dir: 1 | -1): void {
+    this.store.set((s) => ({ brushRadius: nextRadius(s.brushRadius, dir) }));
+  }
+
+  /** A brush stroke from the canvas (image pixels; radius in image px). */
+  private stroke(phase: 'start' | 'move' | 'end', x: number, y: number, mode: StrokeMode, radius: number): void {
+    if (!this.mayWrite()) return;
+    const s = this.store.get();
+    const img = s.image;
+    if (!img) return;
+    const { width: w, height: h } = img;
+    if (phase === 'start') {
+      if (!s.steps.length && !s.editingAnnotation) {
+        this.store.set({ message: { kind: 'info', text: 'Nothing to paint on: click the object first (B turns the brush off).' } });
+        return;
+      }
+      this.active.start();
+      const e = s.edit ?? { strokes: [], layer: new Uint8Array(w * h), active: null };
+      const active = { mode, radius, points: [[x, y]] as [number, number][], stepsAt: s.steps.length };
+      applyStroke(e.layer, w, h, active);
+      this.store.set({ edit: { ...e, active } });
+      return;
+    }
+    const e = s.edit;
+    const active = e?.active;
+    if (!e || !active) return;
+    const last = active.points[active.points.length - 1]!;
+    if (Math.hypot(x - last[0], y - last[1]) >= 0.25) {
+      active.points.push([x, y]);
+      applyStroke(e.layer, w, h, active, active.points.length - 1);
+    }
+    this.store.set({ edit: phase === 'end' ? { strokes: [...e.strokes, active], layer: e.layer, active: null } : { ...e } });
+  }
+
+  /** A saved mask of this image (✎ in the list) becomes the current mask, with the brush on
+   * and no model prompts; Enter updates the annotation (PATCH with its version). */
+  private editAnnotation(id: number): void {
+    if (!this.mayWrite()) return;
+    const s = this.store.get();
+    const m = s.saved.find((x) => x.annotation.id === id && !x.unsaved);
+    if (!m || !s.image || m.mask.length !== s.image.width * s.image.height) return;
+    this.active.reset();
+    this.active.start();
+    this.store.set({
+      steps: [], dragBox: null, editingProposal: null, edit: null, brushOn: true,
+      editingAnnotation: { id, version: m.annotation.version, mask: m.mask, annotation: m.annotation },
+      categoryId: m.annotation.category ?? s.categoryId,
+      message: { kind: 'info', text: `Editing annotation #${id}: drag paints, right-drag or Shift+drag erases, Enter saves, Esc leaves it as it was.` },
+    });
+  }
+
+  private sayEditingSaved(): void {
+    const ea = this.store.get().editingAnnotation;
+    if (ea) this.store.set({ message: { kind: 'info', text: `Editing annotation #${ea.id} with the brush: Enter saves it, Esc leaves it as it was (then click for a new mask).` } });
+  }
+
+  /** Enter while a saved mask is edited: PATCH it with the version the edit started from; a
+   * 409 (someone changed it meanwhile) keeps the edit and says so, nothing is overwritten. */
+  private async saveEdit(image: ImageInfo): Promise<void> {
+    const s = this.store.get();
+    const ea = s.editingAnnotation;
+    const m = finalMask(s);
+    if (!ea || !m) return;
+    const counts = s.edit ? layerCounts(s.edit.layer) : { painted: 0, erased: 0 };
+    const strokes = s.edit?.strokes.length ?? 0;
+    const prev = ea.annotation.prompts?.brush;
+    const old = ea.annotation.prompts ?? { point_coords: [], point_labels: [], box: null };
+    const body = {
+      version: ea.version,
+      segmentation: encodeRle(m.mask, image.height, image.width),
+      category: s.categoryId ?? ea.annotation.category,
+      prompts: {
+        point_coords: old.point_coords ?? [], point_labels: old.point_labels ?? [], box: old.box ?? null,
+        brush: { strokes: (prev?.strokes ?? 0) + strokes, painted: (prev?.painted ?? 0) + counts.painted, erased: (prev?.erased ?? 0) + counts.erased },
+      },
+      active_ms: this.active.ms(),
+    };
+    const edit = s.edit;
+    this.store.set({ saving: true, message: null });
+    try {
+      const annotation = await updateAnnotation(ea.id, body);
+      const now = this.store.get();
+      if (now.image?.id !== image.id) return;
+      const same = now.editingAnnotation === ea && now.edit === edit;
+      if (same) this.active.reset();
+      this.store.set({
+        saved: now.saved.map((x) => (x.annotation.id === annotation.id ? toSaved(annotation) : x)),
+        ...(same ? { ...NO_EDIT, brushOn: false } : {}),
+        message: { kind: 'info', text: `Updated annotation #${annotation.id} (${annotation.area} px, version ${annotation.version}).` },
+      });
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 409 && !this.work.lostLease(image.id, e)) {
+        const current = (e.body as { current?: Annotation } | null)?.current;
+        if (current) this.store.set((st) => ({ saved: st.saved.map((x) => (x.annotation.id === current.id ? toSaved(current) : x)) }));
+        this.store.set({ message: { kind: 'error', text: `Not saved: someone else changed annotation #${ea.id} since you opened it (now version ${current?.version ?? '?'}). Your edit is still here; Esc drops it and shows theirs.` } });
+      } else {
+        this.work.lostLease(image.id, e);
+        this.store.set({ message: { kind: 'error', text: `Save failed: ${errorText(e)}` } });
+      }
+    } finally {
+      if (this.store.get().saving) this.store.set({ saving: false });
+    }
   }
 
   // Saving -------------------------------------------------------------------
@@ -1051,9 +1201,15 @@ export class AnnotateApp {
     const s = this.store.get();
     const image = s.image;
     const step = currentStep(s);
-    const m = chosenMask(s);
+    const m = finalMask(s);
     if (!image || !this.mayWrite()) return Promise.resolve();
     const blocked = saveBlocker(s);
+    if (blocked === null && s.editingAnnotation) {
+      if (s.saving) return Promise.resolve();
+      const run = this.saveChain.then(() => this.saveEdit(image));
+      this.saveChain = run.catch(() => undefined);
+      return run;
+    }
     if (blocked !== null || !step?.result || !m) {
       this.store.set({ message: { kind: 'info', text: blocked ?? 'Wait for the mask to update.' } });
       return Promise.resolve();
@@ -1068,7 +1224,7 @@ export class AnnotateApp {
     const body = {
       category: editing?.proposal.category ?? s.categoryId,
       segmentation: encodeRle(m.mask, image.height, image.width),
-      prompts: promptsPayload(step.prompts),
+      prompts: { ...promptsPayload(step.prompts), ...(m.edited && s.edit ? { brush: { strokes: s.edit.strokes.length, ...layerCounts(s.edit.layer) } } : {}) },
       predicted_iou: Math.round(m.iou * 1e4) / 1e4,
       candidate_index: m.index,
       model_id: s.model?.model_id ?? image.model_id ?? '',
@@ -1076,14 +1232,16 @@ export class AnnotateApp {
     };
     if (s.saving) this.store.set({ message: { kind: 'info', text: 'Saving… this mask is saved once the save before it is done.' } });
     this.savesQueued.add(step);
-    const run = this.saveChain.then(() => this.saveOnce(image, step, editing, body)).finally(() => this.savesQueued.delete(step));
+    const edit = s.edit;
+    const run = this.saveChain.then(() => this.saveOnce(image, step, editing, body, edit)).finally(() => this.savesQueued.delete(step));
     this.saveChain = run.catch(() => undefined);
     return run;
   }
 
-  private async saveOnce(image: ImageInfo, step: Step, editing: ProposalMask | null, body: SaveBody): Promise<void> {
-    // The saved mask's prompts are cleared once it is saved, unless others replaced them.
-    const stillShown = (): boolean => currentStep(this.store.get()) === step;
+  private async saveOnce(image: ImageInfo, step: Step, editing: ProposalMask | null, body: SaveBody, edit: EditLayer | null = null): Promise<void> {
+    // The saved mask's prompts (and hand edits) are cleared once it is saved, unless others
+    // replaced them.
+    const stillShown = (): boolean => currentStep(this.store.get()) === step && this.store.get().edit === edit;
     this.store.set({ saving: true, message: null });
     try {
       let annotation: Annotation;
@@ -1108,7 +1266,7 @@ export class AnnotateApp {
           if (shown) this.active.reset();
           this.store.set({
             saving: false,
-            ...(shown ? { steps: [] } : {}),
+            ...(shown ? { steps: [], ...NO_EDIT, brushOn: false } : {}),
             message: outcome.kind === 'retry'
               ? { kind: 'error', text: `Not saved on the server yet (${outcome.error}): the mask is kept in this browser and sent again automatically.`, outboxKey: key }
               : { kind: 'error', text: `Save refused: ${outcome.error}` },
@@ -1127,7 +1285,7 @@ export class AnnotateApp {
       }
       this.store.set({
         saving: false,
-        ...(shown ? { steps: [] } : {}),
+        ...(shown ? { steps: [], ...NO_EDIT, brushOn: false } : {}),
         saved: [...now.saved.filter((x) => x.annotation.id !== annotation.id), toSaved(annotation)],
         message: { kind: 'info', text: `Saved annotation #${annotation.id} (${annotation.area} px).` },
       });
@@ -1306,6 +1464,15 @@ export class AnnotateApp {
         break;
       case 'shade':
         this.store.set((st) => ({ shadeUncovered: !st.shadeUncovered }));
+        break;
+      case 'brush':
+        this.toggleBrush();
+        break;
+      case 'brush-smaller':
+        this.changeBrushRadius(-1);
+        break;
+      case 'brush-larger':
+        this.changeBrushRadius(1);
         break;
       case 'zoom-in':
         this.view?.zoomBy(ZOOM_STEP);

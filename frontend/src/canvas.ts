@@ -12,11 +12,12 @@ import {
   applyRelativeView, clampToImage, clampView, fitView, imageToScreen, pan, pinch, relativeView, screenToImage, zoomAt,
   zoomLabel, type Point, type RelativeView, type Size, type View,
 } from './lib/view';
+import { imageRadius, strokeMode, type StrokeMode } from './lib/brush';
 import { hexToRgba, maskToRgba, maskToRgbaOutlined, type Rgba } from './lib/maskImage';
 import { coverage } from './lib/proposals';
 import { compactText, placeTags, type TagRequest } from './lib/tags';
 import { maskStats } from './lib/rle';
-import { categoryById, chosenMask, currentPrompts, type AnnotateState, type ProposalMask, type SavedMask, type Store } from './store';
+import { categoryById, currentPrompts, finalMask, type AnnotateState, type ProposalMask, type SavedMask, type Store } from './store';
 
 // The preview has one colour of its own (not the category's), so it never blends into
 // saved masks or into a photo of the same hue.
@@ -38,6 +39,10 @@ export interface PointerHandlers {
   /** A click: `negative` for right button or Shift. `timeStamp` is the event's (for timing). */
   onClick(x: number, y: number, negative: boolean, timeStamp: number): void;
   onDrag(x0: number, y0: number, x1: number, y1: number, done: boolean, timeStamp: number): void;
+  /** Brush mode (B): a stroke starts, goes on to (x, y) or ends there. Image pixels, not
+   * clamped (a round cap may reach past the edge); `radius` in image px (the screen radius
+   * divided by the zoom). */
+  onStroke(phase: 'start' | 'move' | 'end', x: number, y: number, mode: StrokeMode, radius: number): void;
 }
 
 function layer(cls: string): HTMLCanvasElement {
@@ -81,6 +86,8 @@ export class CanvasView {
   private shownImageId: number | null = null;
   private spaceHeld = false;
   private overlayQueued = false;
+  /** The pointer on the stage (screen px), for the brush cursor; null when it is off the stage. */
+  private pointer: [number, number] | null = null;
 
   constructor(
     parent: HTMLElement,
@@ -113,12 +120,18 @@ export class CanvasView {
   private render(s: AnnotateState, prev: AnnotateState): void {
     const img = s.image;
     if (s.picture !== prev.picture || img !== prev.image) this.drawImage(s);
-    if (s.saved !== prev.saved || s.project !== prev.project || s.picture !== prev.picture) this.drawSaved(s);
+    if (s.saved !== prev.saved || s.project !== prev.project || s.picture !== prev.picture || s.editingAnnotation !== prev.editingAnnotation) this.drawSaved(s);
     if (s.proposals !== prev.proposals || s.focusedProposal !== prev.focusedProposal || s.editingProposal !== prev.editingProposal
       || s.shadeUncovered !== prev.shadeUncovered || s.saved !== prev.saved || s.picture !== prev.picture) {
       this.drawProposals(s);
     }
-    if (s.steps !== prev.steps || s.picture !== prev.picture) this.drawMask(s);
+    if (s.steps !== prev.steps || s.picture !== prev.picture || s.edit !== prev.edit || s.editingAnnotation !== prev.editingAnnotation) this.drawMask(s);
+    if (s.brushOn !== prev.brushOn || s.brushRadius !== prev.brushRadius) {
+      this.stage.classList.toggle('brushing', s.brushOn);
+      this.stage.dataset['brush'] = s.brushOn ? 'on' : 'off';
+      this.stage.dataset['brushRadius'] = String(s.brushRadius);
+      this.queueOverlay();
+    }
     if (s.steps !== prev.steps || s.dragBox !== prev.dragBox || s.picture !== prev.picture || s.saved !== prev.saved
       || s.project !== prev.project) this.drawPrompts(s);
     if (s.decoder !== prev.decoder || s.embedding !== prev.embedding || s.imageError !== prev.imageError) this.drawBanner(s);
@@ -255,7 +268,8 @@ export class CanvasView {
     }
     const { width: w, height: h } = s.image;
     for (const m of s.saved) {
-      if (m.mask.length !== w * h) continue;
+      // The mask being edited is shown by the preview (with its hand edits) instead.
+      if (m.mask.length !== w * h || m.annotation.id === s.editingAnnotation?.id) continue;
       const color = categoryById(s, m.annotation.category)?.color ?? '#ff9800';
       const tile = this.savedTile(m, w, h, color);
       if (tile) g.drawImage(tile.canvas, tile.x, tile.y);
@@ -345,7 +359,7 @@ export class CanvasView {
 
   private drawMask(s: AnnotateState): void {
     const g = ctx2d(this.maskLayer);
-    const chosen = chosenMask(s);
+    const chosen = finalMask(s);
     const w = this.maskLayer.width;
     const h = this.maskLayer.height;
     const ds = this.maskLayer.dataset;
@@ -354,6 +368,7 @@ export class CanvasView {
       ds['maskPixels'] = '0';
       ds['candidate'] = '';
       ds['iou'] = '';
+      ds['edited'] = '0';
       return;
     }
     this.rgba = maskToRgbaOutlined(chosen.mask, w, h, PREVIEW_FILL, PREVIEW_EDGE, this.rgba);
@@ -361,6 +376,7 @@ export class CanvasView {
     ds['maskPixels'] = String(chosen.area);
     ds['candidate'] = String(chosen.index);
     ds['iou'] = chosen.iou.toFixed(4);
+    ds['edited'] = chosen.edited ? '1' : '0';
   }
 
   /**
@@ -462,6 +478,18 @@ export class CanvasView {
         g.moveTo(x, y - 3);
         g.lineTo(x, y + 3);
       }
+      g.stroke();
+    }
+    // The brush cursor: a circle of the brush's radius (screen px) around the pointer.
+    if (s.brushOn && this.pointer) {
+      const [px, py] = this.pointer;
+      g.beginPath();
+      g.arc(px, py, s.brushRadius, 0, Math.PI * 2);
+      g.lineWidth = 3;
+      g.strokeStyle = 'rgba(0,0,0,0.6)';
+      g.stroke();
+      g.lineWidth = 1.5;
+      g.strokeStyle = '#fff';
       g.stroke();
     }
   }
@@ -609,18 +637,48 @@ export class CanvasView {
    * bindPointer; a second finger turned the touch into a gesture). */
   private cancelPrompt: () => void = () => {};
 
+  /** Pointer -> image pixel through the view transform, not clamped (brush strokes). */
+  private toImageFree(ev: PointerEvent): [number, number] {
+    const [sx, sy] = this.toStage(ev);
+    return screenToImage(this.view, sx, sy);
+  }
+
   private bindPointer(): void {
     const el = this.promptLayer;
     let down: { x: number; y: number; cx: number; cy: number; button: number; shift: boolean; dragging: boolean } | null = null;
+    /** The brush stroke being dragged (brush mode): its mode. */
+    let stroke: { mode: StrokeMode; id: number; x: number; y: number } | null = null;
+    this.stage.addEventListener('pointermove', (ev) => {
+      this.pointer = this.toStage(ev);
+      if (this.store.get().brushOn) this.queueOverlay();
+    });
+    this.stage.addEventListener('pointerleave', () => {
+      this.pointer = null;
+      if (this.store.get().brushOn) this.queueOverlay();
+    });
     el.addEventListener('contextmenu', (ev) => ev.preventDefault());
     el.addEventListener('pointerdown', (ev) => {
       if (ev.button !== 0 && ev.button !== 2) return;
       ev.preventDefault();
       el.setPointerCapture(ev.pointerId);
+      const st = this.store.get();
+      if (st.brushOn) {
+        const [x, y] = this.toImageFree(ev);
+        stroke = { mode: strokeMode(ev.button, ev.shiftKey), id: ev.pointerId, x, y };
+        this.handlers.onStroke('start', x, y, stroke.mode, imageRadius(st.brushRadius, this.view.k));
+        return;
+      }
       const [x, y] = this.toImage(ev);
       down = { x, y, cx: ev.clientX, cy: ev.clientY, button: ev.button, shift: ev.shiftKey, dragging: false };
     });
     el.addEventListener('pointermove', (ev) => {
+      if (stroke && ev.pointerId === stroke.id) {
+        const [x, y] = this.toImageFree(ev);
+        stroke.x = x;
+        stroke.y = y;
+        this.handlers.onStroke('move', x, y, stroke.mode, imageRadius(this.store.get().brushRadius, this.view.k));
+        return;
+      }
       if (!down || down.button !== 0) return;
       if (!down.dragging && Math.hypot(ev.clientX - down.cx, ev.clientY - down.cy) < DRAG_THRESHOLD_PX) return;
       down.dragging = true;
@@ -628,6 +686,15 @@ export class CanvasView {
       this.handlers.onDrag(down.x, down.y, x, y, false, ev.timeStamp);
     });
     const finish = (ev: PointerEvent, cancelled: boolean): void => {
+      if (stroke && ev.pointerId === stroke.id) {
+        const mode = stroke.mode;
+        stroke = null;
+        if (el.hasPointerCapture(ev.pointerId)) el.releasePointerCapture(ev.pointerId);
+        const [x, y] = this.toImageFree(ev);
+        // A cancelled stroke (a second finger: a gesture) still ends; Ctrl+Z takes it back.
+        this.handlers.onStroke('end', x, y, mode, imageRadius(this.store.get().brushRadius, this.view.k));
+        return;
+      }
       if (!down) return;
       const d = down;
       down = null;
@@ -641,6 +708,10 @@ export class CanvasView {
       else this.handlers.onClick(d.x, d.y, d.button === 2 || d.shift || ev.shiftKey, ev.timeStamp);
     };
     this.cancelPrompt = () => {
+      // A stroke under way ends where it got to (Ctrl+Z takes it back).
+      const st = stroke;
+      stroke = null;
+      if (st) this.handlers.onStroke('end', st.x, st.y, st.mode, imageRadius(this.store.get().brushRadius, this.view.k));
       const d = down;
       down = null;
       if (d?.dragging) this.handlers.onDrag(d.x, d.y, d.x, d.y, true, performance.now());

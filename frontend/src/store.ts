@@ -5,6 +5,7 @@
 import type { Annotation, Category, ImageInfo, ModelInfo, Project, Proposal } from './api';
 import type { DecodeResult } from './decoder/protocol';
 import { FULL_ACCESS, type Access } from './lib/access';
+import { composeMask, DEFAULT_RADIUS, type Stroke } from './lib/brush';
 import type { Box, Prompts } from './lib/prompts';
 import { EMPTY_PROMPTS } from './lib/prompts';
 
@@ -38,6 +39,25 @@ export interface ProposalMask {
   proposal: Proposal;
   /** Row-major H x W 0/1. */
   mask: Uint8Array;
+}
+
+/** Hand edits of the current mask (lib/brush.ts): its strokes, in order, and the edit
+ * layer they make at image resolution (0 untouched, 1 painted, 2 erased). A new object on
+ * every change (the layer may be the same array, grown in place during a drag). */
+export interface EditLayer {
+  strokes: Stroke[];
+  layer: Uint8Array;
+  /** The stroke being dragged (not in `strokes` yet), or null. */
+  active: Stroke | null;
+}
+
+/** A saved annotation brought back as the current mask to be brushed (no model prompts). */
+export interface EditingAnnotation {
+  id: number;
+  /** The version the edit started from (PATCH sends it: 409 if someone changed it since). */
+  version: number;
+  mask: Uint8Array;
+  annotation: Annotation;
 }
 
 export type Phase = 'idle' | 'loading' | 'pending' | 'ready' | 'failed';
@@ -79,6 +99,14 @@ export interface AnnotateState {
   editingProposal: number | null;
   /** Shade the pixels that no saved mask covers yet (find what is missing). */
   shadeUncovered: boolean;
+  /** B: left drag paints, right / Shift drag erases instead of making prompts. */
+  brushOn: boolean;
+  /** Brush radius, screen px ([ / ]). */
+  brushRadius: number;
+  /** Hand edits on top of the current mask, or null when there are none. */
+  edit: EditLayer | null;
+  /** The saved annotation being edited (its mask is the base under the edit layer), or null. */
+  editingAnnotation: EditingAnnotation | null;
   /** Shift+A accepts every pending proposal with predicted IoU at least this. */
   prefillThreshold: number;
   /** The image's pre-fill generation as last seen ('loading' while listing; 'unavailable'
@@ -123,6 +151,10 @@ export const initialState: AnnotateState = {
   focusedProposal: null,
   editingProposal: null,
   shadeUncovered: false,
+  brushOn: false,
+  brushRadius: DEFAULT_RADIUS,
+  edit: null,
+  editingAnnotation: null,
   prefillThreshold: 0.95,
   proposalsStatus: 'none',
   work: { lease: 'none', holder: null, until: null, note: null, finishing: false },
@@ -188,6 +220,33 @@ export function chosenMask(s: AnnotateState): { mask: Uint8Array; index: number;
   };
 }
 
+const composed = new WeakMap<EditLayer, { base: Uint8Array | null; mask: Uint8Array; area: number }>();
+
+/**
+ * The mask shown and saved: the model's chosen candidate (or the saved annotation being
+ * edited) under the hand edits, final = (base ∪ painted) \ erased (lib/brush.ts). `edited`
+ * says whether any stroke changed it. null when there is no mask yet.
+ */
+export function finalMask(s: AnnotateState): { mask: Uint8Array; index: number; iou: number; area: number; edited: boolean } | null {
+  const model = s.editingAnnotation ? null : chosenMask(s);
+  const base = s.editingAnnotation?.mask ?? model?.mask ?? null;
+  const index = model?.index ?? -1;
+  const iou = model?.iou ?? 0;
+  const e = s.edit;
+  if (!e || (!e.strokes.length && !e.active)) {
+    if (!base) return null;
+    const area = model ? model.area : s.editingAnnotation!.annotation.area;
+    return { mask: base, index, iou, area, edited: false };
+  }
+  if (!base && !s.steps.length) return null;
+  let hit = composed.get(e);
+  if (!hit || hit.base !== base) {
+    hit = { base, ...composeMask(base, e.layer) };
+    composed.set(e, hit);
+  }
+  return { mask: hit.mask, index, iou, area: hit.area, edited: true };
+}
+
 /**
  * Why Enter cannot save the current mask (the status line's text), or null when it can:
  * no prompt yet, the newest prompt still decoding, or a decoded mask with no pixel (a click
@@ -195,9 +254,9 @@ export function chosenMask(s: AnnotateState): { mask: Uint8Array; index: number;
  */
 export function saveBlocker(s: AnnotateState): string | null {
   const step = currentStep(s);
-  if (!step) return 'Nothing to save: click the object first.';
-  if (!step.result) return 'Wait for the mask to update.';
-  const m = chosenMask(s);
+  if (!step && !s.editingAnnotation) return 'Nothing to save: click the object first.';
+  if (step && !step.result) return 'Wait for the mask to update.';
+  const m = finalMask(s);
   if (!m || m.area === 0) return 'The mask is empty (0 px): click inside the object again, or pick another candidate (1 / 2 / 3).';
   return null;
 }

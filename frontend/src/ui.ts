@@ -4,7 +4,8 @@
  */
 import { candidateChips } from './lib/prompts';
 import { parseThreshold } from './lib/proposals';
-import { categoryById, chosenMask, currentStep, focusedProposal, shownStep, type AnnotateState, type Store } from './store';
+import { MAX_RADIUS, MIN_RADIUS } from './lib/brush';
+import { categoryById, currentStep, finalMask, focusedProposal, shownStep, type AnnotateState, type Store } from './store';
 
 export interface Actions {
   prev(): void;
@@ -26,6 +27,10 @@ export interface Actions {
   /** A threshold outside [0, 1] was typed: say why it was not taken. */
   thresholdRefused(message: string): void;
   toggleShade(): void;
+  /** B: brush mode on / off. */
+  toggleBrush(): void;
+  /** ✎ on a saved mask: it becomes the current mask, to brush and save again. */
+  editAnnotation(id: number): void;
 }
 
 type Attrs = Record<string, string | number | boolean | undefined>;
@@ -53,8 +58,8 @@ const KEYS: [string, string][] = [
   ['1 / 2 / 3', 'mask candidate'],
   ['0', 'automatic mask choice (auto)'],
   ['Enter', 'save mask'],
-  ['Ctrl+Z', 'undo prompt'],
-  ['Esc', 'clear prompts'],
+  ['Ctrl+Z', 'undo prompt / stroke'],
+  ['Esc', 'clear prompts and strokes'],
   ['N / P', 'next / previous image'],
   ['Tab / Shift+Tab', 'next / previous proposal'],
   ['A', 'accept proposal'],
@@ -62,6 +67,8 @@ const KEYS: [string, string][] = [
   ['E', 'edit proposal (then click, Enter)'],
   ['Shift+A', 'accept all ≥ threshold'],
   ['M', 'shade what no mask covers'],
+  ['B', 'brush: drag paints, right / Shift+drag erases'],
+  ['[ / ]', 'smaller / larger brush'],
   ['Wheel / + / -', 'zoom (at the cursor / centre)'],
   ['F', 'fit the image'],
   ['Space+drag / Middle-drag / Arrows', 'pan'],
@@ -94,6 +101,7 @@ export class Panel {
   private readonly undoBtn = h('button', { class: 'btn', id: 'undo-btn', title: 'Undo (Ctrl+Z)' }, 'Undo');
   private readonly clearBtn = h('button', { class: 'btn', id: 'clear-btn', title: 'Clear prompts (Esc)' }, 'Clear');
   private readonly saveBtn = h('button', { class: 'btn primary', id: 'save-btn', title: 'Save mask (Enter)' }, 'Save');
+  private readonly brushBtn = h('button', { class: 'btn', id: 'brush-btn', title: `Brush (B): drag paints into the mask, right-drag or Shift+drag erases; [ / ] size (${MIN_RADIUS}–${MAX_RADIUS} px)`, 'aria-pressed': 'false' }, 'Brush');
   private readonly categoryList = h('ul', { class: 'category-list', id: 'category-list' });
   private readonly annotationList = h('ul', { class: 'annotation-list', id: 'annotation-list' });
   private readonly annotationCount = h('span', { class: 'count' });
@@ -123,7 +131,7 @@ export class Panel {
       h('div', { class: 'group nav' }, this.prevBtn, this.imageName, this.nextBtn),
       ro ? null : h('label', { class: 'group' }, h('span', { class: 'label' }, 'Category'), this.categorySelect),
       ro ? null : h('div', { class: 'group' }, h('span', { class: 'label' }, 'Mask'), this.chips),
-      ro ? null : h('div', { class: 'group end' }, this.undoBtn, this.clearBtn, this.saveBtn),
+      ro ? null : h('div', { class: 'group end' }, this.brushBtn, this.undoBtn, this.clearBtn, this.saveBtn),
     );
     this.side = h(
       'aside',
@@ -154,6 +162,7 @@ export class Panel {
     this.undoBtn.onclick = () => actions.undo();
     this.clearBtn.onclick = () => actions.clear();
     this.saveBtn.onclick = () => actions.save();
+    this.brushBtn.onclick = () => actions.toggleBrush();
     this.acceptBtn.onclick = () => actions.acceptProposal();
     this.rejectBtn.onclick = () => actions.rejectProposal();
     this.editBtn.onclick = () => actions.editProposal();
@@ -201,7 +210,7 @@ export class Panel {
       this.nextBtn.title = queue ? 'Next image of your queue (N)' : 'Next image (N)';
     }
     if (s.steps !== prev.steps) this.renderChips(s);
-    if (s.saved !== prev.saved || s.project !== prev.project) this.renderAnnotations(s);
+    if (s.saved !== prev.saved || s.project !== prev.project || s.editingAnnotation !== prev.editingAnnotation) this.renderAnnotations(s);
     if (s.unsaved !== prev.unsaved) {
       this.unsavedStatus.textContent = s.unsaved.text;
       this.unsavedStatus.dataset['count'] = String(s.unsaved.count);
@@ -211,13 +220,18 @@ export class Panel {
       || s.proposalsStatus !== prev.proposalsStatus || s.imageError !== prev.imageError || s.prefillThreshold !== prev.prefillThreshold || s.shadeUncovered !== prev.shadeUncovered) {
       this.renderProposals(s);
     }
-    if (s.decoder !== prev.decoder || s.embedding !== prev.embedding || s.message !== prev.message || s.steps !== prev.steps || s.saving !== prev.saving) {
+    if (s.decoder !== prev.decoder || s.embedding !== prev.embedding || s.message !== prev.message || s.steps !== prev.steps || s.saving !== prev.saving
+      || s.edit !== prev.edit || s.editingAnnotation !== prev.editingAnnotation || s.brushOn !== prev.brushOn || s.brushRadius !== prev.brushRadius) {
       this.renderStatus(s);
     }
-    const hasMask = (chosenMask(s)?.area ?? 0) > 0;
+    const hasMask = (finalMask(s)?.area ?? 0) > 0;
     this.saveBtn.disabled = !hasMask || s.saving || (s.categoryId === null && (s.project?.categories.length ?? 0) > 0);
-    this.undoBtn.disabled = s.steps.length === 0;
-    this.clearBtn.disabled = s.steps.length === 0;
+    const strokes = s.edit?.strokes.length ?? 0;
+    this.undoBtn.disabled = s.steps.length === 0 && strokes === 0;
+    this.clearBtn.disabled = s.steps.length === 0 && strokes === 0 && !s.editingAnnotation;
+    this.brushBtn.classList.toggle('active', s.brushOn);
+    this.brushBtn.setAttribute('aria-pressed', String(s.brushOn));
+    this.brushBtn.textContent = s.brushOn ? `Brush ${s.brushRadius} px` : 'Brush';
   }
 
   private renderCategories(s: AnnotateState): void {
@@ -292,6 +306,9 @@ export class Panel {
         }
         const del = this.readOnly ? null : h('button', { class: 'icon-btn', title: 'Delete annotation', 'aria-label': 'Delete annotation' }, '×');
         if (del) del.onclick = () => this.actions.deleteAnnotation(a.id);
+        const edit = this.readOnly ? null : h('button', { class: 'icon-btn edit-annotation', title: 'Edit this mask with the brush (Enter saves)', 'aria-label': 'Edit annotation' }, '✎');
+        if (edit) edit.onclick = () => this.actions.editAnnotation(a.id);
+        const editing = s.editingAnnotation?.id === a.id;
         // A reviewer's verdict and reason (issue 5), under the row.
         const review = a.review_status && a.review_status !== 'pending'
           ? h('span', { class: `review ${a.review_status}`, title: a.reviewed_by ? `by ${a.reviewed_by}` : '' },
@@ -299,10 +316,11 @@ export class Panel {
           : null;
         return h(
           'li',
-          { 'data-annotation-id': a.id, 'data-review-status': a.review_status ?? 'pending' },
+          { 'data-annotation-id': a.id, 'data-review-status': a.review_status ?? 'pending', class: editing ? 'editing' : undefined },
           h('span', { class: 'swatch', style: `background:${cat?.color ?? '#999'}` }),
           h('span', { class: 'name' }, cat?.name ?? (a.category === null ? 'unlabelled' : `category ${a.category}`)),
-          h('span', { class: 'muted' }, `${a.area} px · IoU ${a.predicted_iou?.toFixed(2) ?? '–'}`),
+          h('span', { class: 'muted' }, `${a.area} px · IoU ${a.predicted_iou?.toFixed(2) ?? '–'}${a.prompts?.brush ? ' · hand-edited' : ''}${editing ? ' · editing' : ''}`),
+          edit,
           del,
           review,
         );
@@ -358,8 +376,12 @@ export class Panel {
     this.embeddingStatus.dataset['phase'] = e.phase;
     this.status.dataset['decoder'] = d.phase;
     this.status.dataset['embedding'] = e.phase;
-    const m = chosenMask(s);
-    this.maskInfo.textContent = m ? `Mask: ${m.area} px, candidate ${m.index}, IoU ${m.iou.toFixed(3)}` : '';
+    const m = finalMask(s);
+    const strokes = s.edit?.strokes.length ?? 0;
+    const edited = strokes ? `, ${strokes} brush stroke${strokes > 1 ? 's' : ''}` : '';
+    this.maskInfo.textContent = !m ? ''
+      : s.editingAnnotation ? `Editing #${s.editingAnnotation.id}: ${m.area} px${edited}`
+        : `Mask: ${m.area} px, candidate ${m.index}, IoU ${m.iou.toFixed(3)}${edited}`;
     const link = !s.saving && s.message?.link;
     this.messageEl.replaceChildren(s.saving ? 'Saving…' : (s.message?.text ?? ''),
       ...(link ? [' ', h('a', { href: link.href, id: 'status-message-link' }, link.text)] : []));

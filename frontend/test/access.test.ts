@@ -51,13 +51,14 @@ describe('keyboard commands', () => {
       ['E', {}, 'edit'], ['m', {}, 'shade'], ['n', { ctrl: true }, null], ['a', { alt: true }, null], ['q', {}, null],
       ['+', {}, 'zoom-in'], ['=', {}, 'zoom-in'], ['-', {}, 'zoom-out'], ['f', {}, 'zoom-fit'], ['F', {}, 'zoom-fit'],
       ['ArrowLeft', {}, 'pan'], ['ArrowDown', {}, 'pan'], ['-', { ctrl: true }, null],
+      ['b', {}, 'brush'], ['B', {}, 'brush'], ['[', {}, 'brush-smaller'], [']', {}, 'brush-larger'], ['b', { ctrl: true }, null],
     ];
     for (const [key, mods, cmd] of cases) expect(keyCommand(key, mods), `${key} ${JSON.stringify(mods)}`).toBe(cmd);
   });
 
   it('a read-only page keeps only the keys that change what is shown', () => {
     const all: Command[] = ['undo', 'clear', 'save', 'candidate', 'next', 'prev', 'proposal-focus', 'accept', 'accept-above',
-      'reject', 'edit', 'shade', 'zoom-in', 'zoom-out', 'zoom-fit', 'pan'];
+      'reject', 'edit', 'shade', 'zoom-in', 'zoom-out', 'zoom-fit', 'pan', 'brush', 'brush-smaller', 'brush-larger'];
     expect(all.filter((c) => commandAllowed(c, reviewer))).toEqual(['next', 'prev', 'proposal-focus', 'shade', 'zoom-in',
       'zoom-out', 'zoom-fit', 'pan']);
     expect(all.every((c) => commandAllowed(c, annotator))).toBe(true);

@@ -65,7 +65,7 @@ export function reviewLink(a: Access, image: { id: number; status?: string } | n
 export type Command =
   | 'undo' | 'clear' | 'save' | 'candidate' | 'next' | 'prev' | 'proposal-focus'
   | 'accept' | 'accept-above' | 'reject' | 'edit' | 'shade'
-  | 'zoom-in' | 'zoom-out' | 'zoom-fit' | 'pan';
+  | 'zoom-in' | 'zoom-out' | 'zoom-fit' | 'pan' | 'brush' | 'brush-smaller' | 'brush-larger';
 
 /** Commands that only change what is shown: the ones a read-only page keeps. */
 export const VIEW_COMMANDS: ReadonlySet<Command> = new Set<Command>([
@@ -92,6 +92,9 @@ export function keyCommand(key: string, mods: { ctrl?: boolean; meta?: boolean; 
     case '+': case '=': return 'zoom-in';
     case '-': case '_': return 'zoom-out';
     case 'f': case 'F': return 'zoom-fit';
+    case 'b': case 'B': return 'brush';
+    case '[': return 'brush-smaller';
+    case ']': return 'brush-larger';
     case 'ArrowLeft': case 'ArrowRight': case 'ArrowUp': case 'ArrowDown': return 'pan';
     default: return null;
   }

@@ -262,6 +262,7 @@ def test_settings_page_is_for_roles_with_a_settings_action(team, role, status):
         assert 'id="param-pred_iou_thresh"' in html and 'id="param-stability_score_thresh"' in html
         assert 'id="param-points_per_side"' in html and 'id="param-box_nms_thresh"' in html
         assert 'id="prefill-run"' in html and 'id="model-select"' in html and 'id="member-add-form"' in html
+        assert f'href="/projects/{project.pk}/exports/"' in html  # admins and managers may export (QA: no link)
 
 
 def test_settings_page_of_another_project_is_404_anonymous_go_to_login_site_admins_get_it(team):

@@ -9,6 +9,7 @@ import {
   formatBytes,
   imageStage,
   pollDelay,
+  newImagesNote,
   pollPlan,
   uploadFailure,
   uploadResult,
@@ -162,16 +163,21 @@ function renderSummary(): void {
   let skipped = 0;
   let images = 0;
   let ready = 0;
+  let stored = 0; // new images from the uploaded files (a zip gives several)
   for (const item of queue.items) {
     counts[item.state] = (counts[item.state] ?? 0) + 1;
-    if (item.state === 'uploaded') skipped += item.duplicates.length;
+    if (item.state === 'uploaded') {
+      skipped += item.duplicates.length;
+      stored += item.stored;
+    }
     for (const im of item.images) {
       images++;
       if (im.embedding_status === 'ready') ready++;
     }
   }
   const parts = Object.entries(counts).filter(([, n]) => n > 0)
-    .map(([state, n]) => `${n} ${SUMMARY_LABEL[state as UploadItem<File>['state']]}`);
+    .map(([state, n]) => `${n} ${SUMMARY_LABEL[state as UploadItem<File>['state']]}`
+      + (state === 'uploaded' ? newImagesNote(n, stored) : ''));
   if (skipped) parts.push(`${skipped} zip member${skipped === 1 ? '' : 's'} already in the project (skipped)`);
   summary.textContent = queue.items.length ? `${parts.join(', ')} · embeddings ready: ${ready}/${images}` : '';
   summary.dataset['uploaded'] = String(counts['uploaded']);

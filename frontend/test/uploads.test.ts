@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   formatBytes,
+  newImagesNote,
   imageStage,
   pollDelay,
   pollPlan,
@@ -221,5 +222,13 @@ describe('duplicates in an upload\'s answer', () => {
       .toEqual(['already in the project (all 2 images, skipped)']);
     expect(uploadResult({ ...base, state: 'refused', reason: 'the file is empty' })).toEqual(['refused: the file is empty']);
     expect(uploadResult({ ...base, state: 'queued' })).toEqual([]);
+  });
+});
+
+describe('the summary says how many new images the uploaded files stored', () => {
+  it('a zip of 3 photos is "1 uploaded (3 new images)"; one photo per file needs no note', () => {
+    expect(`1 uploaded${newImagesNote(1, 3)}`).toBe('1 uploaded (3 new images)');
+    expect(newImagesNote(2, 1)).toBe(' (1 new image)');  // a zip whose photos were all but one already there
+    expect(newImagesNote(4, 4)).toBe('');
   });
 });

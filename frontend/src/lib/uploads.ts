@@ -347,3 +347,12 @@ export function formatBytes(n: number): string {
   if (n >= 1024) return `${(n / 1024).toFixed(1)} KB`;
   return `${n} bytes`;
 }
+
+/**
+ * The summary's note after "N uploaded": how many new images those N files stored, when that
+ * is not N (a zip stands for several photos; QA pass: "1 uploaded" for a zip of 3 read as
+ * one photo). Empty when every uploaded file stored exactly one image.
+ */
+export function newImagesNote(uploadedFiles: number, newImages: number): string {
+  return uploadedFiles === newImages ? '' : ` (${newImages} new image${newImages === 1 ? '' : 's'})`;
+}

@@ -113,7 +113,8 @@ def _export_names(project: Project) -> Callable[[int, str], str]:
                                 .iterator(chunk_size=CHUNK))
 
     def name(image_id: int, file_name: str) -> str:
-        return names.get(image_id) or _base_name(image_id, file_name)
+        # An image uploaded while the export runs: with its id, so it cannot take a name.
+        return names.get(image_id) or _with_id(image_id, _base_name(image_id, file_name))
 
     return name
 
@@ -159,7 +160,8 @@ def _polygon_record(rle: dict[str, Any], stats: ExportStats) -> list[list[float]
 
 
 def coco_chunks(*, project: Project, polygons: bool = False, only_approved: bool = False,
-                progress: Progress | None = None, stats: ExportStats | None = None) -> Iterator[str]:
+                progress: Progress | None = None, stats: ExportStats | None = None,
+                names: Callable[[int, str], str] | None = None) -> Iterator[str]:
     """The project as COCO instances JSON, yielded a record at a time.
 
     Shape: ``{"info", "licenses", "images": [{"id", "file_name", "width", "height"}],
@@ -169,12 +171,15 @@ def coco_chunks(*, project: Project, polygons: bool = False, only_approved: bool
     is XYWH from the mask. ``segmentation`` is compressed RLE, or with ``polygons`` a list
     of polygons (one per connected piece, holes bridged; crowd regions stay RLE as COCO
     has them). Extra keys per annotation: ``predicted_iou``, ``origin``, ``review_status``.
+    ``file_name`` is the image's unique name in the export (``names``, by default
+    :func:`unique_export_names` over the project; the zip passes its own so that the
+    records and its ``images/`` members agree).
     """
     stats = stats if stats is not None else ExportStats()
     anns = _annotations(project, only_approved)
     cats, unlabeled = _categories(project, anns)
     total = anns.count()
-    names = _export_names(project)
+    names = names or _export_names(project)
     info = {"description": project.name, "date_created": timezone.now().isoformat(), "version": "1.0",
             "contributor": "SAM annotator", "segmentation": "polygons" if polygons else "rle"}
     yield '{"info": ' + json.dumps(info) + ', "licenses": [], "categories": ' + json.dumps(cats)
@@ -386,7 +391,7 @@ def coco_write_zip(*, project: Project, out: IO[bytes], polygons: bool, only_app
         with zf.open("annotations/instances.json", "w", force_zip64=True) as fh:
             text = io.TextIOWrapper(fh, encoding="utf-8", write_through=False)
             for chunk in coco_chunks(project=project, polygons=polygons, only_approved=only_approved,
-                                     progress=progress, stats=stats):
+                                     progress=progress, stats=stats, names=names):
                 text.write(chunk)
             text.flush()
             text.detach()

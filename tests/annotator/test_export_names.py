@@ -169,3 +169,14 @@ def test_a_coco_export_of_colliding_names_imports_back_to_the_same_images(api_cl
     for image, mask in saved.values():
         (ann,) = Annotation.objects.filter(image=image)
         np.testing.assert_array_equal(rle_to_mask(ann.rle), mask)
+
+
+def test_an_image_uploaded_while_an_export_runs_gets_a_name_of_its_own(user):
+    from annotator.core.exports import _export_names
+
+    project = services.project_create(name="Late", user=user)
+    (first,) = services.images_upload(project=project, files=[("x.jpg", _photo(1, "JPEG"))], user=user)
+    names = _export_names(project)  # the export has started
+    (late,) = services.images_upload(project=project, files=[("x.jpg", _photo(2, "JPEG"))], user=user)
+    assert names(first.pk, first.file_name) == "x.jpg"
+    assert names(late.pk, late.file_name) == f"x-{late.pk}.jpg"

@@ -53,10 +53,11 @@ function leaseFromError(e: unknown): Lease | null {
 /**
  * The image status the work bar shows. Taking the lease moves a new or rejected image to
  * in_progress on the server (workflow._lease_write), whatever the image info said when the
- * page fetched it; so while this page holds the lease, that is what it is.
+ * page fetched it; so while anyone holds the lease (this page, another user, another tab of
+ * ours), that is what it is (QA pass: "Image new · manager is working on it").
  */
 export function shownStatus(status: string, lease: WorkState['lease']): string {
-  return lease === 'mine' && (status === 'new' || status === 'rejected') ? 'in_progress' : status;
+  return lease !== 'none' && (status === 'new' || status === 'rejected') ? 'in_progress' : status;
 }
 
 /** What the lease rule needs of a save kept in the outbox (lib/outbox.ts OutboxEntry). */

@@ -235,7 +235,9 @@ def _scan(fh: IO[bytes]) -> tuple[list[Any], list[Any], int]:
     except ImportFileError:
         raise
     except (ijson.JSONError, UnicodeDecodeError) as exc:
-        raise ImportFileError(f"not a JSON file: {exc}") from exc
+        # The parser's own message quotes raw bytes (b'lexical error: ... \xff\xd8'): say it plainly.
+        raise ImportFileError("not a JSON file: it does not parse as JSON (the import takes a COCO instances "
+                              "JSON file, or a zip holding one)") from exc
     if kinds.get("images") != "list" or kinds.get("annotations") != "list":
         raise ImportFileError(NOT_INSTANCES)
     if kinds.get("categories") not in (None, "list", "null"):
@@ -259,11 +261,75 @@ def coco_import_file(*, project: Project, user, fh: IO[bytes], mode: str = "anno
     if mode not in MODES:
         raise ImportFileError(f"mode must be one of {', '.join(MODES)}")
     fh.seek(0)
+    head = fh.read(8)
+    fh.seek(0)
+    if head.startswith(b"PK\x03\x04"):
+        with _instances_from_zip(fh) as inner:
+            return coco_import_file(project=project, user=user, fh=inner, mode=mode, progress=progress)
+    for magic, kind in _IMAGE_MAGIC:
+        if head.startswith(magic):
+            raise ImportFileError(f"a {kind} image, not a COCO instances JSON file (images are added on the "
+                                  "upload page; the import adds masks to images already in the project)")
     images, categories, total = _scan(fh)
     fh.seek(0)
     annotations = ijson.items(fh, "annotations.item", use_float=True)
     return _import(project=project, user=user, images=images, categories=categories, annotations=annotations,
                    total=total, mode=mode, progress=progress)
+
+
+_IMAGE_MAGIC = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG", "PNG"), (b"GIF8", "GIF"), (b"BM", "BMP"),
+                (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"RIFF", "WebP"))
+
+
+def _instances_from_zip(fh: IO[bytes]):
+    """The COCO instances JSON inside a zip (this tool's own COCO export with its images:
+    ``annotations/instances.json``; or any archive holding one ``.json`` file), copied out to a
+    temporary file (at most ``ANNOTATOR_MAX_ZIP_EXTRACTED_BYTES``) for the two streaming passes.
+
+    Raises:
+        ImportFileError: not a readable zip, no JSON member, several without an
+            ``instances.json`` among them, or the member expands beyond the limit.
+    """
+    import posixpath
+    import shutil
+    import tempfile
+    import zipfile
+
+    from django.conf import settings
+
+    try:
+        archive = zipfile.ZipFile(fh)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError) as exc:
+        raise ImportFileError(f"not a readable zip archive ({exc})") from exc
+    with archive:
+        members = [i for i in archive.infolist() if not i.is_dir() and i.filename.lower().endswith(".json")
+                   and not i.filename.startswith("__MACOSX/") and not posixpath.basename(i.filename).startswith(".")]
+        named = [i for i in members if posixpath.basename(i.filename) == "instances.json"]
+        chosen = named if named else members
+        if not chosen:
+            raise ImportFileError("a zip archive with no .json file in it: the import takes a COCO instances "
+                                  "JSON file, or a zip holding one (e.g. this tool's COCO export)")
+        if len(chosen) > 1:
+            raise ImportFileError("a zip archive with several .json files and no instances.json among them: "
+                                  f"send the COCO instances file itself ({', '.join(i.filename for i in chosen[:5])})")
+        limit = settings.ANNOTATOR_MAX_ZIP_EXTRACTED_BYTES
+        out = tempfile.TemporaryFile()
+        try:
+            with archive.open(chosen[0]) as src:
+                copied = 0
+                while chunk := src.read(1 << 20):
+                    copied += len(chunk)
+                    if copied > limit:
+                        raise ImportFileError(f"{chosen[0].filename} expands to more than {limit} bytes; refused")
+                    out.write(chunk)
+        except (zipfile.BadZipFile, NotImplementedError, RuntimeError, EOFError, OSError) as exc:
+            out.close()
+            raise ImportFileError(f"{chosen[0].filename} cannot be read from the archive ({exc})") from exc
+        except BaseException:
+            out.close()
+            raise
+    out.seek(0)
+    return out
 
 
 def _import(*, project: Project, user, images: list[Any], categories: list[Any], annotations: Iterator[Any],

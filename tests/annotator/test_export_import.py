@@ -580,3 +580,39 @@ def test_export_task_is_idempotent_and_reports_failures(user):
     broken.refresh_from_db()
     assert broken.status == "failed" and "unknown export format 'bogus'" in broken.error
     run_export.apply(args=[987654321])  # a job deleted meanwhile: nothing to do, no error
+
+
+# ---------------------------------------------------------------- importing a zip, or the wrong file
+
+def test_the_tools_own_coco_zip_imports_back_and_an_image_or_a_zip_without_json_says_so(api_client, user):
+    """QA pass: the COCO export "with images" (a zip) was refused as "not a JSON file", and a
+    JPEG sent by mistake got the JSON parser's byte dump as its reason."""
+    source = services.project_create(name="Source", user=user, categories=["a"])
+    files = [("one.jpg", _blank(40, 30, seed=1)), ("two.jpg", _blank(40, 30, seed=2))]
+    masks = {}
+    for image in services.images_upload(project=source, files=files, user=user):
+        mask = np.zeros((30, 40), np.uint8)
+        mask[5:20, 3 + image.pk % 7: 25] = 1
+        services.annotation_create(image=image, user=user, segmentation=mask_to_rle(mask),
+                                   category=source.categories.first().pk)
+        masks[image.file_name] = mask
+    job = _export(source, user, "coco", include_images=True)
+    assert job.file.name.endswith(".zip")
+    target = services.project_create(name="Target", user=user)
+    services.images_upload(project=target, files=files, user=user)
+    res = _post_import(api_client, target.pk, job.file.open("rb").read(), name="export.zip")
+    assert res.status_code == 200, res.content
+    assert res.json()["imported"] == 2 and res.json()["skipped"] == []
+    for ann in Annotation.objects.filter(image__project=target).select_related("image"):
+        np.testing.assert_array_equal(rle_to_mask(ann.rle), masks[ann.image.file_name])
+
+    res = _post_import(api_client, target.pk, grabcut_photo("124080.jpg")[1], name="photo.jpg")
+    assert res.status_code == 400
+    reason = res.json()["file"][0]
+    assert "a JPEG image, not a COCO instances JSON file" in reason and "\\x" not in reason
+    empty = io.BytesIO()
+    with zipfile.ZipFile(empty, "w") as zf:
+        zf.writestr("readme.txt", "hello")
+    res = _post_import(api_client, target.pk, empty.getvalue(), name="x.zip")
+    assert res.status_code == 400 and "no .json file" in res.json()["file"][0]
+    assert Annotation.objects.filter(image__project=target).count() == 2  # nothing more imported

@@ -139,6 +139,16 @@ def _login(page, base: str, username: str) -> None:
     page.wait_for_url(f"{base}/")
 
 
+def _open_annotate(browser, base: str, username: str, path: str, errors: list[str]):
+    """A new 1400x900 page, logged in as ``username``, gone to ``base + path``; uncaught page
+    errors are appended to ``errors`` (the test asserts there are none). Returns the page."""
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+    _login(page, base, username)
+    page.goto(f"{base}{path}")
+    return page
+
+
 def _attr(page, selector: str, name: str) -> str | None:
     return page.locator(selector).get_attribute(name)
 

@@ -18,7 +18,7 @@ import pytest
 from PIL import Image as PILImage
 
 from engine.rle import rle_to_mask
-from tests.e2e.test_annotate import ARTIFACTS, PHOTO, ROOT, _deepest_points, _launch, _login, _wait_ready
+from tests.e2e.test_annotate import ARTIFACTS, PHOTO, ROOT, _deepest_points, _launch, _open_annotate, _wait_ready
 from tests.e2e.test_zoom import _to_page, _view
 from tests.factories import GRABCUT, UserFactory, project_with_photos
 
@@ -91,10 +91,7 @@ def test_brush_paint_erase_save_edit_and_conflict(app_server, celery_worker_proc
     with sync_playwright() as pw:
         browser = _launch(pw)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
-            _login(page, app_server, "e2e-brush")
-            page.goto(f"{app_server}/projects/{project.pk}/annotate/?image={image.pk}")
+            page = _open_annotate(browser, app_server, "e2e-brush", f"/projects/{project.pk}/annotate/?image={image.pk}", errors)
             _wait_ready(page)
             page.evaluate("document.activeElement && document.activeElement.blur()")
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import wait_for
-from tests.e2e.test_annotate import ARTIFACTS, ROOT, _launch, _login, _wait_ready
+from tests.e2e.test_annotate import ARTIFACTS, ROOT, _launch, _open_annotate, _wait_ready
 from tests.e2e.test_unsaved import _db
 from tests.factories import UserFactory
 
@@ -63,10 +63,7 @@ def test_prefill_review_by_keyboard(app_server, celery_worker_process):
     with sync_playwright() as pw:
         browser = _launch(pw)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
-            _login(page, app_server, "e2e-prefill")
-            page.goto(f"{app_server}/projects/{project.pk}/annotate/?image={image.pk}")
+            page = _open_annotate(browser, app_server, "e2e-prefill", f"/projects/{project.pk}/annotate/?image={image.pk}", errors)
             _wait_ready(page)
             page.wait_for_function(f"document.getElementById('proposal-canvas').dataset.count === '{len(pending)}'")
             assert page.locator("#proposal-list li[data-proposal-id]").count() == len(pending)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from annotator.core import services
-from tests.e2e.test_annotate import ARTIFACTS, ROOT, _launch, _login
+from tests.e2e.test_annotate import ARTIFACTS, ROOT, _launch, _open_annotate
 from tests.factories import UserFactory, project_with_photos
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -48,10 +48,7 @@ def test_tags_of_close_masks_do_not_overlap(app_server):
     with sync_playwright() as pw:
         browser = _launch(pw)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
-            _login(page, app_server, "e2e-tags")
-            page.goto(f"{app_server}/projects/{project.pk}/annotate/?image={image.pk}")
+            page = _open_annotate(browser, app_server, "e2e-tags", f"/projects/{project.pk}/annotate/?image={image.pk}", errors)
             page.wait_for_function("document.querySelector('.saved-layer')?.dataset.count === '5'", timeout=60_000)
             page.wait_for_function("JSON.parse(document.querySelector('.overlay-layer').dataset.tags || '[]').length === 5",
                                    timeout=10_000)

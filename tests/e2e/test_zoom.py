@@ -17,7 +17,7 @@ from PIL import Image as PILImage
 
 from annotator.core import services
 from tests.e2e.test_annotate import (
-    ARTIFACTS, PHOTO, ROOT, _attr, _deepest_points, _launch, _login, _shown_mask, _wait_ready,
+    ARTIFACTS, PHOTO, ROOT, _attr, _deepest_points, _launch, _login, _open_annotate, _shown_mask, _wait_ready,
 )
 from tests.factories import GRABCUT, UserFactory, grabcut_photo
 
@@ -73,10 +73,7 @@ def test_zoom_pan_click(app_server, celery_worker_process):
     with sync_playwright() as pw:
         browser = _launch(pw)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
-            _login(page, app_server, "e2e-zoom")
-            page.goto(f"{app_server}/projects/{project.pk}/annotate/?image={photo.pk}")
+            page = _open_annotate(browser, app_server, "e2e-zoom", f"/projects/{project.pk}/annotate/?image={photo.pk}", errors)
             _wait_ready(page)
             page.evaluate("document.activeElement && document.activeElement.blur()")
 
@@ -214,10 +211,7 @@ def test_zoom_kept_across_next_and_previous(app_server):
     with sync_playwright() as pw:
         browser = _launch(pw)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
-            _login(page, app_server, "e2e-zoom-keep")
-            page.goto(f"{app_server}/projects/{project.pk}/annotate/?image={first.pk}&prefetch=0")
+            page = _open_annotate(browser, app_server, "e2e-zoom-keep", f"/projects/{project.pk}/annotate/?image={first.pk}&prefetch=0", errors)
             _shown(page, first.pk)
             page.evaluate("document.activeElement && document.activeElement.blur()")
             fit1 = _view(page)
